@@ -1,0 +1,47 @@
+# zoho-desk-cdc — every target is idempotent and safe to re-run. Downloads and runtime files live in .cache/.
+SHELL := /usr/bin/env bash
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+
+.PHONY: help build run test kafka-up kafka-down registry-up registry-down sim sim-down down bench chaos deploy-check
+
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+build: ## Build the bridge and the simulator (release).
+	$(CARGO) build --release --bins
+
+run: build ## Start Kafka, the registry and the simulator, then run the bridge on config/local.toml until Ctrl-C.
+	@scripts/run.sh
+
+test: ## fmt check, clippy -D warnings, unit and integration tests against a real broker and registry.
+	@scripts/test.sh
+
+kafka-up: ## Start a single-node Apache Kafka (KRaft) on 127.0.0.1:9092.
+	@scripts/services.sh kafka-up
+
+kafka-down: ## Stop the Kafka broker started by kafka-up.
+	@scripts/services.sh kafka-down
+
+registry-up: ## Start the schema registry (Apicurio, Confluent API) on 127.0.0.1:8081.
+	@scripts/services.sh registry-up
+
+registry-down: ## Stop the schema registry started by registry-up.
+	@scripts/services.sh registry-down
+
+sim: build ## Start the ZoHo Desk simulator on 127.0.0.1:8900 in the background.
+	@scripts/services.sh sim-up
+
+sim-down: ## Stop the simulator started by `make sim`.
+	@scripts/services.sh sim-down
+
+down: sim-down registry-down kafka-down ## Stop everything the targets above started.
+
+bench: ## Benchmarks (not implemented yet).
+	@echo "make bench: not implemented yet (issue 9)"; exit 1
+
+chaos: ## Fuzzing and fault injection (not implemented yet).
+	@echo "make chaos: not implemented yet (issue 10)"; exit 1
+
+deploy-check: ## Validate the Kubernetes manifests offline (not implemented yet).
+	@echo "make deploy-check: not implemented yet (issue 8)"; exit 1

@@ -1,0 +1,2 @@
+//! The ZoHo Desk simulator binary (being written).
+fn main() {}

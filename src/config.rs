@@ -1,0 +1,450 @@
+//! Typed settings (CONTRACT §3): plain serde data, layered as defaults → TOML file → environment
+//! (`ZOHO_DESK_CDC__SECTION__KEY`), and validated once at start-up so a bad key fails before any work.
+
+use crate::secret::Secret;
+use crate::zoho::datacenter::DataCenter;
+use crate::zoho::module::Module;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Environment variables with this prefix override file keys; `__` separates the levels.
+pub const ENV_PREFIX: &str = "ZOHO_DESK_CDC";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration {path}: {message}")]
+    Load { path: PathBuf, message: String },
+    #[error("configuration key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid { key: key.into(), message: message.into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub kafka: KafkaSettings,
+    #[serde(default)]
+    pub schema_registry: RegistrySettings,
+    #[serde(default)]
+    pub http: HttpSettings,
+    #[serde(default)]
+    pub sources: Vec<SourceSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSettings {
+    pub bootstrap_servers: String,
+    /// Topics are `<topic_prefix>.<org_id>.<module>`.
+    pub topic_prefix: String,
+    /// Transactional producer (data + cursor in one transaction); false = idempotent at-least-once.
+    pub exactly_once: bool,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// Passed through to librdkafka (security.protocol, sasl.*, compression.type, ...).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            topic_prefix: "zohodesk".into(),
+            exactly_once: true,
+            partitions: 3,
+            replication_factor: 1,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrySettings {
+    /// Full base URL of the Confluent-compatible API (for Apicurio: `.../apis/ccompat/v7`).
+    pub url: String,
+}
+
+impl Default for RegistrySettings {
+    fn default() -> Self {
+        Self { url: "http://127.0.0.1:8081/apis/ccompat/v7".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    pub webhook_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// Externally reachable base of the service URL (port 80/443 in production).
+    pub public_url: String,
+    pub tls_cert: String,
+    pub tls_key: String,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            webhook_listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            public_url: "http://127.0.0.1:8080".into(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum SnapshotMode {
+    /// Snapshot only the modules that have no committed cursor.
+    #[default]
+    Initial,
+    /// Snapshot at every start (finds deletions by diffing against the topic).
+    Always,
+    /// Never snapshot; stream only.
+    Never,
+    /// Snapshot, then exit once every selected module is committed.
+    InitialOnly,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSettings {
+    pub name: String,
+    pub org_id: String,
+    #[serde(default = "default_data_center")]
+    pub data_center: String,
+    #[serde(default)]
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: Secret,
+    /// Read the client secret from this file instead (a mounted Kubernetes Secret).
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub credentials_file: PathBuf,
+    /// Override of the data center's accounts server (e.g. the simulator).
+    #[serde(default)]
+    pub accounts_url: String,
+    /// Override of the data center's Desk host (e.g. the simulator).
+    #[serde(default)]
+    pub desk_url: String,
+    /// Empty = every default module.
+    #[serde(default)]
+    pub modules: Vec<String>,
+    /// The service URL's secret path segment; `auth` generates one when empty.
+    #[serde(default)]
+    pub webhook_secret: Secret,
+    #[serde(default = "yes")]
+    pub verify_jwt: bool,
+    #[serde(default)]
+    pub register_webhook: bool,
+    #[serde(default)]
+    pub snapshot_mode: SnapshotMode,
+    #[serde(default = "default_reconcile_interval_s")]
+    pub reconcile_interval_s: u64,
+    #[serde(default)]
+    pub quota: QuotaSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotaSettings {
+    pub requests_per_minute: u32,
+    /// Desk's per-edition concurrent-call limit.
+    pub max_concurrency: u32,
+    pub daily_credits: u64,
+}
+
+impl Default for QuotaSettings {
+    fn default() -> Self {
+        Self { requests_per_minute: 100, max_concurrency: 5, daily_credits: 50_000 }
+    }
+}
+
+fn default_data_center() -> String {
+    "com".into()
+}
+fn yes() -> bool {
+    true
+}
+fn default_reconcile_interval_s() -> u64 {
+    900
+}
+
+impl SourceSettings {
+    pub fn data_center(&self) -> Result<DataCenter, ConfigError> {
+        self.data_center
+            .parse()
+            .map_err(|m: String| ConfigError::invalid(format!("sources.{}.data_center", self.name), m))
+    }
+
+    /// The selected modules, in catalog order.
+    pub fn selected_modules(&self) -> Result<Vec<Module>, ConfigError> {
+        if self.modules.is_empty() {
+            return Ok(Module::DEFAULT.to_vec());
+        }
+        let mut out = Vec::with_capacity(self.modules.len());
+        for name in &self.modules {
+            let m = name
+                .parse::<Module>()
+                .map_err(|msg| ConfigError::invalid(format!("sources.{}.modules", self.name), msg))?;
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    pub fn accounts_base(&self) -> Result<String, ConfigError> {
+        if self.accounts_url.is_empty() {
+            Ok(self.data_center()?.accounts_url())
+        } else {
+            Ok(self.accounts_url.trim_end_matches('/').to_owned())
+        }
+    }
+
+    pub fn desk_base(&self) -> Result<String, ConfigError> {
+        if self.desk_url.is_empty() {
+            Ok(self.data_center()?.desk_url())
+        } else {
+            Ok(self.desk_url.trim_end_matches('/').to_owned())
+        }
+    }
+}
+
+impl Settings {
+    /// Loads `path`, applies `ZOHO_DESK_CDC__*` overrides, and validates.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let load_err = |message: String| ConfigError::Load { path: path.to_owned(), message };
+        if !path.exists() {
+            return Err(load_err("file not found".into()));
+        }
+        let raw = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()
+            .map_err(|e| load_err(e.to_string()))?;
+        let mut settings: Settings = raw.try_deserialize().map_err(|e| {
+            let text = e.to_string();
+            // Serde reports the offending field inside the message; surface it as the key.
+            match unknown_field(&text) {
+                Some(key) => ConfigError::invalid(key, text),
+                None => load_err(text),
+            }
+        })?;
+        settings.resolve_files(path.parent().unwrap_or(Path::new(".")))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Reads `client_secret_file` into `client_secret`.
+    fn resolve_files(&mut self, _base: &Path) -> Result<(), ConfigError> {
+        for s in &mut self.sources {
+            if let Some(file) = &s.client_secret_file {
+                let value = std::fs::read_to_string(file).map_err(|e| {
+                    ConfigError::invalid(
+                        format!("sources.{}.client_secret_file", s.name),
+                        format!("cannot read {}: {e}", file.display()),
+                    )
+                })?;
+                s.client_secret = Secret::new(value.trim());
+            }
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let k = &self.kafka;
+        if k.bootstrap_servers.trim().is_empty() {
+            return Err(ConfigError::invalid("kafka.bootstrap_servers", "must not be empty"));
+        }
+        if !valid_topic_part(&k.topic_prefix) {
+            return Err(ConfigError::invalid(
+                "kafka.topic_prefix",
+                "must be non-empty and use only letters, digits, '.', '_' and '-'",
+            ));
+        }
+        if k.partitions < 1 {
+            return Err(ConfigError::invalid("kafka.partitions", "must be at least 1"));
+        }
+        if k.replication_factor < 1 {
+            return Err(ConfigError::invalid("kafka.replication_factor", "must be at least 1"));
+        }
+        if !is_http_url(&self.schema_registry.url) {
+            return Err(ConfigError::invalid("schema_registry.url", "must be an http:// or https:// URL"));
+        }
+        let h = &self.http;
+        if !is_http_url(&h.public_url) {
+            return Err(ConfigError::invalid("http.public_url", "must be an http:// or https:// URL"));
+        }
+        if h.tls_cert.is_empty() != h.tls_key.is_empty() {
+            return Err(ConfigError::invalid("http.tls_cert", "tls_cert and tls_key must be set together"));
+        }
+        let mut names = HashSet::new();
+        for s in &self.sources {
+            validate_source(s)?;
+            if !names.insert(s.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    "sources.name",
+                    format!("duplicate source name {:?}", s.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn source(&self, name: &str) -> Result<&SourceSettings, ConfigError> {
+        self.sources.iter().find(|s| s.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.sources.iter().map(|s| s.name.as_str()).collect();
+            ConfigError::invalid("sources.name", format!("no source named {name:?} (configured: {known:?})"))
+        })
+    }
+}
+
+fn validate_source(s: &SourceSettings) -> Result<(), ConfigError> {
+    if s.name.is_empty() || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(ConfigError::invalid(
+            "sources.name",
+            format!("{:?} must be non-empty and use only letters, digits, '-' and '_'", s.name),
+        ));
+    }
+    let key = |k: &str| format!("sources.{}.{k}", s.name);
+    if s.org_id.is_empty() || !s.org_id.chars().all(|c| c.is_ascii_digit()) {
+        return Err(ConfigError::invalid(
+            key("org_id"),
+            format!("{:?} must be the numeric Desk org id", s.org_id),
+        ));
+    }
+    s.data_center()?;
+    if s.client_id.trim().is_empty() {
+        return Err(ConfigError::invalid(key("client_id"), "is required (API Console → Self Client)"));
+    }
+    if s.client_secret.is_empty() {
+        return Err(ConfigError::invalid(
+            key("client_secret"),
+            "is required (set client_secret or client_secret_file)",
+        ));
+    }
+    if s.credentials_file.as_os_str().is_empty() {
+        return Err(ConfigError::invalid(key("credentials_file"), "is required"));
+    }
+    for (k, v) in [("accounts_url", &s.accounts_url), ("desk_url", &s.desk_url)] {
+        if !v.is_empty() && !is_http_url(v) {
+            return Err(ConfigError::invalid(key(k), "must be an http:// or https:// URL"));
+        }
+    }
+    s.selected_modules()?;
+    if s.reconcile_interval_s == 0 {
+        return Err(ConfigError::invalid(key("reconcile_interval_s"), "must be at least 1"));
+    }
+    let q = &s.quota;
+    if q.requests_per_minute == 0 {
+        return Err(ConfigError::invalid(key("quota.requests_per_minute"), "must be at least 1"));
+    }
+    if q.max_concurrency == 0 {
+        return Err(ConfigError::invalid(key("quota.max_concurrency"), "must be at least 1"));
+    }
+    if q.daily_credits == 0 {
+        return Err(ConfigError::invalid(key("quota.daily_credits"), "must be at least 1"));
+    }
+    Ok(())
+}
+
+fn valid_topic_part(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn is_http_url(s: &str) -> bool {
+    (s.starts_with("http://") || s.starts_with("https://")) && s.len() > "https://".len()
+}
+
+/// Pulls `name` out of serde's "unknown field `name`, expected ..." message.
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.split("unknown field `").nth(1)?;
+    let field = rest.split('`').next()?;
+    Some(field.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use std::io::Write;
+
+    const GOOD: &str = r#"
+[kafka]
+bootstrap_servers = "127.0.0.1:9092"
+[schema_registry]
+url = "http://127.0.0.1:8081/apis/ccompat/v7"
+[http]
+admin_listen = "127.0.0.1:9090"
+[[sources]]
+name = "main"
+org_id = "60000000001"
+data_center = "eu"
+client_id = "1000.ABC"
+client_secret = "s3cr3t-value"
+credentials_file = "/tmp/creds.json"
+"#;
+
+    fn load(text: &str) -> Result<Settings, ConfigError> {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        Settings::load(f.path())
+    }
+
+    #[test]
+    fn good_config_loads_with_defaults() {
+        let s = load(GOOD).unwrap();
+        assert_eq!(s.kafka.topic_prefix, "zohodesk");
+        assert!(s.kafka.exactly_once);
+        let src = &s.sources[0];
+        assert_eq!(src.desk_base().unwrap(), "https://desk.zoho.eu");
+        assert_eq!(src.selected_modules().unwrap().len(), 13);
+        assert_eq!(src.snapshot_mode, SnapshotMode::Initial);
+        assert!(!format!("{s:?}").contains("s3cr3t-value"));
+    }
+
+    #[test]
+    fn misspelled_key_is_named() {
+        let err = load(&GOOD.replace("bootstrap_servers", "bootstrap_server")).unwrap_err();
+        assert!(err.to_string().contains("bootstrap_server"), "{err}");
+    }
+
+    #[test]
+    fn missing_client_secret_is_named() {
+        let err = load(&GOOD.replace("client_secret = \"s3cr3t-value\"", "")).unwrap_err();
+        assert!(err.to_string().contains("sources.main.client_secret"), "{err}");
+    }
+
+    #[test]
+    fn unknown_data_center_is_named() {
+        let err = load(&GOOD.replace("\"eu\"", "\"de\"")).unwrap_err();
+        assert!(err.to_string().contains("sources.main.data_center"), "{err}");
+    }
+
+    #[test]
+    fn unknown_module_is_named() {
+        let text =
+            GOOD.replace("credentials_file", "modules = [\"tickets\", \"contract\"]\ncredentials_file");
+        let err = load(&text).unwrap_err();
+        assert!(err.to_string().contains("sources.main.modules"), "{err}");
+    }
+}

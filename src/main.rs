@@ -1,0 +1,111 @@
+//! The `zoho-desk-cdc` command line. Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+use zoho_desk_cdc::config::{Settings, SnapshotMode};
+
+#[derive(Parser)]
+#[command(name = "zoho-desk-cdc", version, about = "Streams a ZoHo Desk organization into Apache Kafka.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the bridge: snapshot, then stream webhooks, until SIGTERM / Ctrl-C.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        /// Overrides every source's `snapshot_mode`.
+        #[arg(long, value_enum)]
+        snapshot_mode: Option<SnapshotMode>,
+    },
+    /// Exchange a self-client grant code for a refresh token and write the credentials file.
+    Auth {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        code: String,
+    },
+    /// Check config, token, Desk, Kafka and the registry: one line each.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Manage the Desk webhook subscription of a source.
+    Webhooks {
+        #[arg(value_parser = ["register", "list", "delete"])]
+        action: String,
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        source: String,
+    },
+    /// Show per-source, per-module progress from a running bridge's admin server.
+    Status {
+        #[arg(long, default_value = "http://127.0.0.1:9090")]
+        admin: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let settings = |path: &PathBuf| match Settings::load(path) {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::from(2))
+        }
+    };
+    let result = match cli.command {
+        Command::Run { config, snapshot_mode } => match settings(&config) {
+            Ok(s) => runtime().and_then(|rt| rt.block_on(run(s, snapshot_mode))),
+            Err(code) => return code,
+        },
+        Command::Auth { config, .. } | Command::Check { config } | Command::Webhooks { config, .. } => {
+            match settings(&config) {
+                Ok(_) => Err(anyhow::anyhow!("this command is not implemented yet in this build")),
+                Err(code) => return code,
+            }
+        }
+        Command::Status { .. } => Err(anyhow::anyhow!("this command is not implemented yet in this build")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+async fn run(settings: Settings, snapshot_mode: Option<SnapshotMode>) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    zoho_desk_cdc::shutdown::cancel_on_signal(shutdown.clone());
+    zoho_desk_cdc::app::run(settings, snapshot_mode, shutdown).await?;
+    Ok(())
+}
+
+/// JSON lines for machines, readable text on a terminal; `RUST_LOG` filters (default `info`).
+fn init_tracing() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::io::stderr().is_terminal() {
+        builder.init();
+    } else {
+        builder.json().flatten_event(true).init();
+    }
+}

@@ -1,0 +1,58 @@
+//! The one place metric names live (CONTRACT §7). Everything records through these names so the set stays
+//! reviewable and label cardinality stays bounded (source/module/op/status, never ids or messages).
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+pub const EVENTS_TOTAL: &str = "zoho_desk_cdc_events_total";
+pub const SNAPSHOT_RECORDS_TOTAL: &str = "zoho_desk_cdc_snapshot_records_total";
+pub const SNAPSHOT_COMPLETED: &str = "zoho_desk_cdc_snapshot_completed";
+pub const API_REQUESTS_TOTAL: &str = "zoho_desk_cdc_api_requests_total";
+pub const API_CREDITS_REMAINING: &str = "zoho_desk_cdc_api_credits_remaining";
+pub const API_RATE_LIMITED_TOTAL: &str = "zoho_desk_cdc_api_rate_limited_total";
+pub const WEBHOOK_REQUESTS_TOTAL: &str = "zoho_desk_cdc_webhook_requests_total";
+pub const WEBHOOK_EVENTS_TOTAL: &str = "zoho_desk_cdc_webhook_events_total";
+pub const MILLISECONDS_BEHIND_SOURCE: &str = "zoho_desk_cdc_milliseconds_behind_source";
+pub const KAFKA_PRODUCE_ERRORS_TOTAL: &str = "zoho_desk_cdc_kafka_produce_errors_total";
+pub const KAFKA_TRANSACTIONS_TOTAL: &str = "zoho_desk_cdc_kafka_transactions_total";
+pub const OAUTH_REFRESH_TOTAL: &str = "zoho_desk_cdc_oauth_refresh_total";
+pub const RECONCILE_EVENTS_TOTAL: &str = "zoho_desk_cdc_reconcile_events_total";
+pub const BUILD_INFO: &str = "zoho_desk_cdc_build_info";
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder once and returns its handle for `/metrics`.
+/// `None` only if another recorder was installed first (e.g. by a test harness).
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok().map(|()| {
+                describe();
+                metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+                handle
+            })
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_counter!(EVENTS_TOTAL, "Change events committed to Kafka, by source, module and op.");
+    describe_counter!(SNAPSHOT_RECORDS_TOTAL, "Records read by the snapshot.");
+    describe_gauge!(SNAPSHOT_COMPLETED, "1 once a module's snapshot is committed.");
+    describe_counter!(API_REQUESTS_TOTAL, "Desk API calls, by endpoint and HTTP status.");
+    describe_gauge!(
+        API_CREDITS_REMAINING,
+        "Desk API credits left today (from X-Rate-Limit-Remaining-v3 or our own count)."
+    );
+    describe_counter!(API_RATE_LIMITED_TOTAL, "Desk answers of 429 TOO_MANY_REQUESTS or THRESHOLD_EXCEEDED.");
+    describe_counter!(WEBHOOK_REQUESTS_TOTAL, "Requests to the service URL, by HTTP status answered.");
+    describe_counter!(WEBHOOK_EVENTS_TOTAL, "Webhook events received, by Desk event type.");
+    describe_gauge!(MILLISECONDS_BEHIND_SOURCE, "Commit time minus the change's Desk event time.");
+    describe_counter!(KAFKA_PRODUCE_ERRORS_TOTAL, "Produce or transaction errors.");
+    describe_counter!(KAFKA_TRANSACTIONS_TOTAL, "Kafka transactions, by outcome (committed, aborted).");
+    describe_counter!(OAUTH_REFRESH_TOTAL, "Access-token refreshes, by outcome.");
+    describe_counter!(RECONCILE_EVENTS_TOTAL, "Changes found by the reconciler that webhooks missed.");
+}

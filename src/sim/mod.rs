@@ -1,0 +1,1 @@
+//! The ZoHo Desk simulator (being written).
