@@ -38,5 +38,13 @@ for svc in kafka registry; do
   fi
 done
 
+echo "==> Python cross-check consumer (.cache/venv, tests/py/requirements.txt)"
+if ! cmp -s tests/py/requirements.txt .cache/venv/.requirements 2>/dev/null; then
+  rm -rf .cache/venv
+  python3 -m venv .cache/venv
+  .cache/venv/bin/pip install -q --disable-pip-version-check -r tests/py/requirements.txt
+  cp tests/py/requirements.txt .cache/venv/.requirements
+fi
+
 echo "==> cargo test"
 cargo test --all-targets -- --color never

@@ -153,6 +153,10 @@ pub struct SourceSettings {
     pub snapshot_mode: SnapshotMode,
     #[serde(default = "default_reconcile_interval_s")]
     pub reconcile_interval_s: u64,
+    /// The `from` value of the first list page. Desk's docs disagree (0 vs 1); 0 is safe for both because
+    /// the snapshot drops records repeated from the previous page.
+    #[serde(default)]
+    pub list_from_base: u32,
     #[serde(default)]
     pub quota: QuotaSettings,
 }
@@ -351,6 +355,9 @@ fn validate_source(s: &SourceSettings) -> Result<(), ConfigError> {
         }
     }
     s.selected_modules()?;
+    if s.list_from_base > 1 {
+        return Err(ConfigError::invalid(key("list_from_base"), "must be 0 or 1"));
+    }
     if s.reconcile_interval_s == 0 {
         return Err(ConfigError::invalid(key("reconcile_interval_s"), "must be at least 1"));
     }

@@ -5,9 +5,13 @@
 //! no Desk-facing code with the bridge.
 
 pub mod app;
+pub mod avro;
+pub mod change;
 pub mod config;
 pub mod http;
+pub mod kafka;
 pub mod metrics;
+pub mod pipeline;
 pub mod secret;
 pub mod shutdown;
 pub mod sim;

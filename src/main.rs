@@ -69,12 +69,18 @@ fn main() -> ExitCode {
             Ok(s) => runtime().and_then(|rt| rt.block_on(run(s, snapshot_mode))),
             Err(code) => return code,
         },
-        Command::Auth { config, .. } | Command::Check { config } | Command::Webhooks { config, .. } => {
-            match settings(&config) {
-                Ok(_) => Err(anyhow::anyhow!("this command is not implemented yet in this build")),
-                Err(code) => return code,
-            }
-        }
+        Command::Auth { config, source, code } => match settings(&config) {
+            Ok(s) => runtime().and_then(|rt| rt.block_on(auth(s, source, code))),
+            Err(code) => return code,
+        },
+        Command::Check { config } => match settings(&config) {
+            Ok(s) => runtime().and_then(|rt| rt.block_on(check(s))),
+            Err(code) => return code,
+        },
+        Command::Webhooks { config, .. } => match settings(&config) {
+            Ok(_) => Err(anyhow::anyhow!("this command is not implemented yet in this build")),
+            Err(code) => return code,
+        },
         Command::Status { .. } => Err(anyhow::anyhow!("this command is not implemented yet in this build")),
     };
     match result {
@@ -94,6 +100,49 @@ async fn run(settings: Settings, snapshot_mode: Option<SnapshotMode>) -> anyhow:
     let shutdown = CancellationToken::new();
     zoho_desk_cdc::shutdown::cancel_on_signal(shutdown.clone());
     zoho_desk_cdc::app::run(settings, snapshot_mode, shutdown).await?;
+    Ok(())
+}
+
+async fn auth(settings: Settings, source: String, code: String) -> anyhow::Result<()> {
+    let outcome = zoho_desk_cdc::zoho::auth::exchange_grant_code(&settings, &source, &code).await?;
+    print!("{}", outcome.message());
+    Ok(())
+}
+
+/// One line per check; exit 1 when any fails.
+async fn check(settings: Settings) -> anyhow::Result<()> {
+    use zoho_desk_cdc::zoho::client::ClientOptions;
+    use zoho_desk_cdc::zoho::registry::DeskRegistry;
+    println!("config: ok ({} source(s))", settings.sources.len());
+    let mut failed = 0;
+    let desks = DeskRegistry::new(ClientOptions::default());
+    for source in &settings.sources {
+        match zoho_desk_cdc::zoho::auth::check_source(&desks, source).await {
+            Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
+            Err(e) => {
+                failed += 1;
+                println!("desk: FAILED (source {}): {e}", source.name);
+            }
+        }
+    }
+    match zoho_desk_cdc::kafka::ping(&settings.kafka).await {
+        Ok(n) => println!("kafka: ok ({} broker(s) at {})", n, settings.kafka.bootstrap_servers),
+        Err(e) => {
+            failed += 1;
+            println!("kafka: FAILED ({}): {e}", settings.kafka.bootstrap_servers);
+        }
+    }
+    let registry = zoho_desk_cdc::avro::registry::RegistryClient::new(&settings.schema_registry.url)?;
+    match registry.ping().await {
+        Ok(()) => println!("registry: ok ({})", registry.base()),
+        Err(e) => {
+            failed += 1;
+            println!("registry: FAILED: {e}");
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} check(s) failed");
+    }
     Ok(())
 }
 

@@ -1,0 +1,195 @@
+//! The producer every source role writes through. In exactly-once mode each batch (a snapshot page with its
+//! cursor, a webhook delivery) is one Kafka transaction: a `read_committed` consumer sees all of it or none.
+//! In at-least-once mode the batch is produced idempotently and awaited.
+
+use super::client_config;
+use crate::config::KafkaSettings;
+use crate::metrics::{KAFKA_PRODUCE_ERRORS_TOTAL, KAFKA_TRANSACTIONS_TOTAL};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error("cannot create the Kafka producer: {0}")]
+    Create(KafkaError),
+    #[error(
+        "another instance took over transactional id {0}; this one stops (two bridges with the same config)"
+    )]
+    Fenced(String),
+    #[error("Kafka is unavailable: {0}")]
+    Unavailable(KafkaError),
+    #[error("the producer task ended unexpectedly")]
+    Join,
+}
+
+/// One record to write; `value: None` is a tombstone.
+#[derive(Debug, Clone)]
+pub struct OutRecord {
+    pub topic: String,
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+}
+
+pub struct TxProducer {
+    producer: FutureProducer,
+    transactional_id: Option<String>,
+    source: String,
+    /// Transactions on one producer are strictly sequential.
+    gate: Mutex<()>,
+}
+
+impl std::fmt::Debug for TxProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxProducer").field("transactional_id", &self.transactional_id).finish()
+    }
+}
+
+/// The transactional id of a source role: a second instance with the same config fences the first.
+pub fn transactional_id(topic_prefix: &str, org_id: &str, role: &str) -> String {
+    format!("zoho-desk-cdc.{topic_prefix}.{org_id}.{role}")
+}
+
+impl TxProducer {
+    /// Creates the producer and, in exactly-once mode, initialises its transactions (fencing older ones).
+    pub async fn connect(
+        settings: &KafkaSettings,
+        transactional_id: Option<String>,
+        source: &str,
+    ) -> Result<Self, ProduceError> {
+        let mut cfg = client_config(settings);
+        cfg.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .set("message.timeout.ms", "30000");
+        if let Some(id) = &transactional_id {
+            cfg.set("transactional.id", id).set("transaction.timeout.ms", "60000");
+        }
+        let producer: FutureProducer = cfg.create().map_err(ProduceError::Create)?;
+        if transactional_id.is_some() {
+            let p = producer.clone();
+            tokio::task::spawn_blocking(move || p.init_transactions(TXN_TIMEOUT))
+                .await
+                .map_err(|_| ProduceError::Join)?
+                .map_err(|e| classify(e, transactional_id.as_deref()))?;
+        }
+        Ok(Self { producer, transactional_id, source: source.to_owned(), gate: Mutex::new(()) })
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.transactional_id.is_some()
+    }
+
+    /// Writes `records` atomically (exactly-once) or reliably (at-least-once). Returns only after Kafka
+    /// has acknowledged every record, so callers may then acknowledge upstream.
+    pub async fn write(&self, records: Vec<OutRecord>) -> Result<(), ProduceError> {
+        let _guard = self.gate.lock().await;
+        let result = self.write_locked(records).await;
+        let outcome = if result.is_ok() { "committed" } else { "aborted" };
+        if self.is_transactional() {
+            metrics::counter!(KAFKA_TRANSACTIONS_TOTAL, "source" => self.source.clone(), "outcome" => outcome)
+                .increment(1);
+        }
+        if result.is_err() {
+            metrics::counter!(KAFKA_PRODUCE_ERRORS_TOTAL, "source" => self.source.clone()).increment(1);
+        }
+        result
+    }
+
+    async fn write_locked(&self, records: Vec<OutRecord>) -> Result<(), ProduceError> {
+        let tid = self.transactional_id.as_deref();
+        if self.is_transactional() {
+            self.producer.begin_transaction().map_err(|e| classify(e, tid))?;
+        }
+        let sent = self.send_all(&records).await;
+        if let Err(e) = sent {
+            if self.is_transactional() {
+                self.abort().await;
+            }
+            return Err(classify(e, tid));
+        }
+        if self.is_transactional() {
+            let p = self.producer.clone();
+            let committed = tokio::task::spawn_blocking(move || p.commit_transaction(TXN_TIMEOUT))
+                .await
+                .map_err(|_| ProduceError::Join)?;
+            if let Err(e) = committed {
+                if !is_fatal(&e) {
+                    self.abort().await;
+                }
+                return Err(classify(e, tid));
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_all(&self, records: &[OutRecord]) -> Result<(), KafkaError> {
+        let mut pending = Vec::with_capacity(records.len());
+        for r in records {
+            let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&r.topic).key(r.key.as_slice());
+            if let Some(v) = &r.value {
+                rec = rec.payload(v.as_slice());
+            }
+            // A full local queue is backpressure: wait for room instead of dropping.
+            let fut = loop {
+                match self.producer.send_result(rec) {
+                    Ok(f) => break f,
+                    Err((
+                        KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                        back,
+                    )) => {
+                        rec = back;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((e, _)) => return Err(e),
+                }
+            };
+            pending.push(fut);
+        }
+        for fut in pending {
+            match fut.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(e),
+                Err(_) => return Err(KafkaError::Canceled),
+            }
+        }
+        Ok(())
+    }
+
+    async fn abort(&self) {
+        let p = self.producer.clone();
+        match tokio::task::spawn_blocking(move || p.abort_transaction(TXN_TIMEOUT)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "Aborting the Kafka transaction failed."),
+            Err(error) => tracing::warn!(%error, "Aborting the Kafka transaction panicked."),
+        }
+    }
+
+    /// Flushes outstanding records on shutdown.
+    pub async fn flush(&self) {
+        let p = self.producer.clone();
+        if let Ok(Err(error)) = tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(10))).await {
+            tracing::warn!(%error, "Flushing the Kafka producer failed.");
+        }
+    }
+}
+
+fn is_fatal(e: &KafkaError) -> bool {
+    matches!(e, KafkaError::Transaction(t) if t.is_fatal())
+}
+
+fn classify(e: KafkaError, tid: Option<&str>) -> ProduceError {
+    let fenced = matches!(
+        e.rdkafka_error_code(),
+        Some(rdkafka::types::RDKafkaErrorCode::Fenced | rdkafka::types::RDKafkaErrorCode::ProducerFenced)
+    );
+    if fenced {
+        ProduceError::Fenced(tid.unwrap_or_default().to_owned())
+    } else {
+        ProduceError::Unavailable(e)
+    }
+}

@@ -1,0 +1,80 @@
+//! The state store: one compacted topic per org (`<prefix>.<org>._state`) holding JSON documents keyed by
+//! name (snapshot cursors, watermarks). Writes ride in the same transaction as the data they describe; reads
+//! use `read_committed`, so a cursor is never ahead of the data it covers.
+
+use super::client_config;
+use crate::config::KafkaSettings;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read the state topic {topic}: {source}")]
+    Read { topic: String, source: KafkaError },
+    #[error("reading the state topic {0} timed out")]
+    Timeout(String),
+    #[error("the state reader task ended unexpectedly")]
+    Join,
+}
+
+pub fn state_topic(prefix: &str, org_id: &str) -> String {
+    format!("{prefix}.{org_id}._state")
+}
+
+/// Reads the latest committed document per key.
+pub async fn load(
+    settings: &KafkaSettings,
+    topic: &str,
+) -> Result<HashMap<String, serde_json::Value>, StateError> {
+    let cfg = {
+        let mut c = client_config(settings);
+        c.set("group.id", "zoho-desk-cdc-state-reader")
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest");
+        c
+    };
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || read_all(cfg, &topic)).await.map_err(|_| StateError::Join)?
+}
+
+fn read_all(
+    cfg: rdkafka::ClientConfig,
+    topic: &str,
+) -> Result<HashMap<String, serde_json::Value>, StateError> {
+    let err = |source| StateError::Read { topic: topic.to_owned(), source };
+    let consumer: BaseConsumer = cfg.create().map_err(err)?;
+    let (_, high) = consumer.fetch_watermarks(topic, 0, Duration::from_secs(15)).map_err(err)?;
+    let mut out = HashMap::new();
+    if high == 0 {
+        return Ok(out);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning).map_err(err)?;
+    consumer.assign(&tpl).map_err(err)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(out),
+            Some(Err(e)) => return Err(err(e)),
+            Some(Ok(m)) => {
+                let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else { continue };
+                match m.payload().map(serde_json::from_slice::<serde_json::Value>) {
+                    Some(Ok(v)) => {
+                        out.insert(key.to_owned(), v);
+                    }
+                    None => {
+                        out.remove(key);
+                    }
+                    Some(Err(error)) => tracing::warn!(%error, key, "Skipping an unreadable state record."),
+                }
+            }
+        }
+    }
+    Err(StateError::Timeout(topic.to_owned()))
+}

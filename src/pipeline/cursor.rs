@@ -1,0 +1,49 @@
+//! The snapshot cursor of one module, stored in the state topic in the same transaction as the page it
+//! follows, so a restart resumes exactly after the last committed page.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotCursor {
+    /// The snapshot's upper bound (its start), epoch ms: later creations arrive as webhook events.
+    pub upper_ms: i64,
+    /// Department ids when the module is walked per department (fixed at the snapshot's first step).
+    #[serde(default)]
+    pub partitions: Option<Vec<String>>,
+    /// Index into `partitions` (sorted walk) or into the catalog's field-module list (metadata walk).
+    pub part: u32,
+    /// Next `from` inside the current list, partition or search window.
+    pub from: u32,
+    /// The current partition passed the offset ceiling and continues through search windows.
+    #[serde(default)]
+    pub searching: bool,
+    /// Start of the current `createdTimeRange` window, epoch ms (search walk).
+    pub window_start_ms: Option<i64>,
+    /// The latest `createdTime` emitted and the ids emitted at exactly that time: when a window restarts at
+    /// that time these are skipped, so ties across a window boundary are neither lost nor duplicated.
+    pub last_ts_ms: Option<i64>,
+    pub ids_at_last_ts: Vec<String>,
+    /// Ids of the previous list page: a 1-based list asked from 0 repeats one record per page.
+    #[serde(default)]
+    pub prev_page_ids: Vec<String>,
+    pub records: u64,
+    pub pages: u64,
+    pub done: bool,
+}
+
+impl SnapshotCursor {
+    /// Moves to the next partition, forgetting the per-partition position.
+    pub fn next_partition(&mut self) {
+        self.part += 1;
+        self.from = 0;
+        self.searching = false;
+        self.window_start_ms = None;
+        self.last_ts_ms = None;
+        self.ids_at_last_ts.clear();
+        self.prev_page_ids.clear();
+    }
+
+    pub fn state_key(module: crate::zoho::module::Module) -> String {
+        format!("snapshot/{}", module.name())
+    }
+}

@@ -1,0 +1,417 @@
+//! The snapshot (full load) of one module: pages at the endpoint's maximum size, commits each page together
+//! with its cursor in one Kafka transaction, and resumes from the committed cursor.
+//!
+//! Searchable modules are walked by keyset windows on `createdTime` through `/<module>/search`
+//! (`createdTimeRange=[window start, snapshot start]`, `sortBy=createdTime`): when a window's `from` would
+//! cross Desk's 5000-offset ceiling, the window restarts at the last `createdTime` emitted, skipping the
+//! ids already emitted at that instant. The upper bound is the snapshot start; later creations arrive as
+//! webhook events.
+
+use super::cursor::SnapshotCursor;
+use super::progress::SourceProgress;
+use super::{DeskFailure, DeskPages, Page};
+use crate::avro::encoder::{EncodeError, Encoder};
+use crate::change::{ChangeEvent, Op, SnapshotMarker, record_time_ms};
+use crate::kafka::producer::{OutRecord, ProduceError, TxProducer};
+use crate::metrics::{EVENTS_TOTAL, SNAPSHOT_COMPLETED, SNAPSHOT_RECORDS_TOTAL};
+use crate::zoho::catalog::{self, FIELD_MODULES, OFFSET_CEILING, SEARCH_MAX_LIMIT, Walk};
+use crate::zoho::module::Module;
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("Desk call for {module} failed: {source}")]
+    Desk { module: Module, source: DeskFailure },
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    #[error(transparent)]
+    Produce(#[from] ProduceError),
+    #[error("{module}: more than {OFFSET_CEILING} records share createdTime {ts_ms}; cannot page past them")]
+    TieOverflow { module: Module, ts_ms: i64 },
+    #[error("{module}: snapshot of this module is not supported yet")]
+    Unsupported { module: Module },
+}
+
+/// Everything a module snapshot writes through.
+pub struct Sink<'a> {
+    pub source: &'a str,
+    pub encoder: &'a Encoder,
+    pub producer: &'a TxProducer,
+    pub state_topic: &'a str,
+    pub progress: &'a SourceProgress,
+}
+
+pub fn iso(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+fn created_ms(r: &Map<String, Value>) -> Option<i64> {
+    r.get("createdTime").and_then(Value::as_str).and_then(crate::change::parse_desk_time)
+}
+
+fn id_of(r: &Map<String, Value>) -> Option<String> {
+    match r.get("id") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Runs (or resumes) one module's snapshot until it is done or `shutdown` fires. `last_module` marks the
+/// final record of the whole snapshot as `last`.
+pub async fn run_module<D: DeskPages>(
+    desk: &D,
+    sink: &Sink<'_>,
+    module: Module,
+    mut cursor: SnapshotCursor,
+    list_from_base: u32,
+    last_module: bool,
+    shutdown: &CancellationToken,
+) -> Result<SnapshotCursor, SnapshotError> {
+    let spec = catalog::spec(module);
+    let name = module.name();
+    sink.progress.update(name, |p| {
+        p.phase = "snapshot".into();
+        p.records = cursor.records;
+        p.pages = cursor.pages;
+        p.records_at_start = cursor.records;
+        p.started = Some(std::time::Instant::now());
+    });
+    tracing::info!(
+        source = sink.source,
+        module = name,
+        records = cursor.records,
+        "Snapshot of module starting."
+    );
+    while !cursor.done {
+        if shutdown.is_cancelled() {
+            return Ok(cursor);
+        }
+        let (page, next) = match spec.walk {
+            Walk::Sorted => sorted_step(desk, module, &cursor, list_from_base).await?,
+            Walk::List => list_step(desk, module, &cursor, list_from_base).await?,
+            Walk::FieldMetadata => fields_step(desk, module, &cursor).await?,
+            Walk::Whole => whole_step(desk, module, &cursor).await?,
+            Walk::PerTicket => return Err(SnapshotError::Unsupported { module }),
+        };
+        commit_page(sink, module, page, next.clone(), last_module).await?;
+        cursor = next;
+    }
+    sink.progress.update(name, |p| {
+        p.phase = "streaming".into();
+        p.percent = Some(100.0);
+        p.eta_s = Some(0);
+    });
+    metrics::gauge!(SNAPSHOT_COMPLETED, "source" => sink.source.to_owned(), "module" => name).set(1.0);
+    tracing::info!(
+        source = sink.source,
+        module = name,
+        records = cursor.records,
+        pages = cursor.pages,
+        "Snapshot of module committed."
+    );
+    Ok(cursor)
+}
+
+async fn fetch<D: DeskPages>(
+    desk: &D,
+    module: Module,
+    path: String,
+    query: Vec<(String, String)>,
+    key: &str,
+) -> Result<Page, SnapshotError> {
+    desk.page(&path, query, key).await.map_err(|source| SnapshotError::Desk { module, source })
+}
+
+/// Remembers the newest `createdTime` emitted and the ids emitted at exactly that instant.
+fn track_created(cursor: &mut SnapshotCursor, records: &[Map<String, Value>]) {
+    for r in records {
+        let ts = created_ms(r);
+        if ts.is_some() && ts == cursor.last_ts_ms {
+            cursor.ids_at_last_ts.extend(id_of(r));
+        } else if ts.is_some() {
+            cursor.last_ts_ms = ts;
+            cursor.ids_at_last_ts = id_of(r).into_iter().collect();
+        }
+    }
+}
+
+/// The department ids, for modules walked per department.
+async fn departments<D: DeskPages>(
+    desk: &D,
+    module: Module,
+    base: u32,
+) -> Result<Vec<String>, SnapshotError> {
+    let spec = catalog::spec(Module::Departments);
+    let mut ids = Vec::new();
+    let mut from = 0;
+    loop {
+        let query = vec![
+            ("from".to_owned(), (base + from).to_string()),
+            ("limit".to_owned(), spec.max_limit.to_string()),
+        ];
+        let page = fetch(desk, module, spec.path.to_owned(), query, spec.records_key).await?;
+        let n = u32::try_from(page.records.len()).unwrap_or(u32::MAX);
+        for id in page.records.iter().filter_map(id_of) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        from += n;
+        if n < spec.max_limit || base + from >= OFFSET_CEILING {
+            return Ok(ids);
+        }
+    }
+}
+
+/// One step of the sorted walk: a list page in `createdTime` order, or past the ceiling a search window
+/// page whose rows are completed by detail calls.
+async fn sorted_step<D: DeskPages>(
+    desk: &D,
+    module: Module,
+    cursor: &SnapshotCursor,
+    base: u32,
+) -> Result<(Page, SnapshotCursor), SnapshotError> {
+    let spec = catalog::spec(module);
+    let mut next = cursor.clone();
+    if spec.partition_by_department && cursor.partitions.is_none() {
+        next.partitions = Some(departments(desk, module, base).await?);
+        return Ok((Page::default(), next));
+    }
+    let partition = match &cursor.partitions {
+        Some(parts) => match parts.get(cursor.part as usize) {
+            Some(d) => Some(d.clone()),
+            None => {
+                next.done = true;
+                return Ok((Page::default(), next));
+            }
+        },
+        None => None,
+    };
+    let mut query: Vec<(String, String)> = Vec::new();
+    if let Some(d) = &partition {
+        query.push(("departmentId".into(), d.clone()));
+    }
+    let limit;
+    let mut page = if cursor.searching {
+        limit = SEARCH_MAX_LIMIT;
+        let start = cursor.window_start_ms.unwrap_or(0);
+        query.push(("createdTimeRange".into(), format!("{},{}", iso(start), iso(cursor.upper_ms))));
+        query.push(("sortBy".into(), "createdTime".into()));
+        query.push(("from".into(), cursor.from.to_string()));
+        query.push(("limit".into(), limit.to_string()));
+        let mut page = fetch(desk, module, format!("{}/search", spec.path), query, spec.records_key).await?;
+        if cursor.from == 0 {
+            page.records.retain(|r| {
+                !(created_ms(r) == cursor.window_start_ms
+                    && id_of(r).is_some_and(|id| cursor.ids_at_last_ts.contains(&id)))
+            });
+        }
+        page
+    } else {
+        limit = spec.max_limit;
+        query.extend(spec.list_query.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        query.push(("sortBy".into(), "createdTime".into()));
+        query.push(("from".into(), (base + cursor.from).to_string()));
+        query.push(("limit".into(), limit.to_string()));
+        let mut page = fetch(desk, module, spec.path.to_owned(), query, spec.records_key).await?;
+        next.prev_page_ids = page.records.iter().filter_map(id_of).collect();
+        page.records.retain(|r| !id_of(r).is_some_and(|id| cursor.prev_page_ids.contains(&id)));
+        page
+    };
+    let fetched = u32::try_from(next_len(&page, &next, cursor)).unwrap_or(u32::MAX);
+    // Creations after the snapshot start arrive as webhook events; the snapshot stops at its start.
+    page.records.retain(|r| created_ms(r).is_none_or(|t| t <= cursor.upper_ms));
+    if cursor.searching {
+        page.records = complete_rows(desk, module, page.records).await?;
+    }
+    track_created(&mut next, &page.records);
+    next.pages += 1;
+    next.records += page.records.len() as u64;
+    let consumed = cursor.from + fetched;
+    let exhausted = fetched < limit || page.count.is_some_and(|c| u64::from(consumed) >= c);
+    let list_base = if cursor.searching { 0 } else { base };
+    if exhausted {
+        if partition.is_some() {
+            next.next_partition();
+        } else {
+            next.done = true;
+        }
+    } else if list_base + consumed + limit > OFFSET_CEILING {
+        // Continue at the last instant emitted, through search (or a fresh search window).
+        let Some(last) = next.last_ts_ms else {
+            return Err(SnapshotError::TieOverflow { module, ts_ms: cursor.window_start_ms.unwrap_or(0) });
+        };
+        if cursor.searching && Some(last) == cursor.window_start_ms {
+            return Err(SnapshotError::TieOverflow { module, ts_ms: last });
+        }
+        if !cursor.searching {
+            tracing::warn!(module = %module, partition = ?partition,
+                "List reached Desk's 5000-offset ceiling; continuing through search windows with one detail call per record.");
+        }
+        next.searching = true;
+        next.window_start_ms = Some(last);
+        next.from = 0;
+    } else {
+        next.from = consumed;
+    }
+    Ok((page, next))
+}
+
+/// The raw row count that decides paging (before de-duplication and the upper-bound filter).
+fn next_len(page: &Page, next: &SnapshotCursor, cursor: &SnapshotCursor) -> usize {
+    if cursor.searching { page.records.len() } else { next.prev_page_ids.len().max(page.records.len()) }
+}
+
+/// Search rows lack fields the list returns (e.g. `description`): fetch each record in full.
+async fn complete_rows<D: DeskPages>(
+    desk: &D,
+    module: Module,
+    rows: Vec<Map<String, Value>>,
+) -> Result<Vec<Map<String, Value>>, SnapshotError> {
+    let spec = catalog::spec(module);
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let Some(id) = id_of(&row) else { continue };
+        let page = fetch(desk, module, format!("{}/{id}", spec.path), Vec::new(), "").await?;
+        out.push(page.records.into_iter().next().unwrap_or(row));
+    }
+    Ok(out)
+}
+
+async fn list_step<D: DeskPages>(
+    desk: &D,
+    module: Module,
+    cursor: &SnapshotCursor,
+    base: u32,
+) -> Result<(Page, SnapshotCursor), SnapshotError> {
+    let spec = catalog::spec(module);
+    let limit = spec.max_limit;
+    let mut query: Vec<(String, String)> =
+        spec.list_query.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    query.push(("from".into(), (base + cursor.from).to_string()));
+    query.push(("limit".into(), limit.to_string()));
+    let mut page = fetch(desk, module, spec.path.to_owned(), query, spec.records_key).await?;
+    let fetched = u32::try_from(page.records.len()).unwrap_or(u32::MAX);
+    let mut next = cursor.clone();
+    next.prev_page_ids = page.records.iter().filter_map(id_of).collect();
+    page.records.retain(|r| !id_of(r).is_some_and(|id| cursor.prev_page_ids.contains(&id)));
+    next.pages += 1;
+    next.records += page.records.len() as u64;
+    next.from = cursor.from + fetched;
+    if fetched < limit {
+        next.done = true;
+    } else if base + next.from >= OFFSET_CEILING {
+        tracing::error!(module = %module, records = next.records,
+            "Module has more records than Desk lists (5000-offset ceiling) and no search endpoint; the rest is not loaded.");
+        next.done = true;
+    }
+    Ok((page, next))
+}
+
+async fn whole_step<D: DeskPages>(
+    desk: &D,
+    module: Module,
+    cursor: &SnapshotCursor,
+) -> Result<(Page, SnapshotCursor), SnapshotError> {
+    let spec = catalog::spec(module);
+    let page = fetch(desk, module, spec.path.to_owned(), Vec::new(), spec.records_key).await?;
+    let mut next = cursor.clone();
+    next.pages += 1;
+    next.records += page.records.len() as u64;
+    next.done = true;
+    Ok((page, next))
+}
+
+async fn fields_step<D: DeskPages>(
+    desk: &D,
+    module: Module,
+    cursor: &SnapshotCursor,
+) -> Result<(Page, SnapshotCursor), SnapshotError> {
+    let spec = catalog::spec(module);
+    let mut next = cursor.clone();
+    let Some(parent) = FIELD_MODULES.get(cursor.part as usize) else {
+        next.done = true;
+        return Ok((Page::default(), next));
+    };
+    let query = vec![("module".to_owned(), (*parent).to_owned())];
+    let mut page = match desk.page(spec.path, query, spec.records_key).await {
+        Ok(p) => p,
+        Err(error) => {
+            // A module the org's edition does not have must not stop the others.
+            tracing::warn!(module = parent, %error, "Cannot load custom-field metadata; skipping this module.");
+            Page::default()
+        }
+    };
+    for r in &mut page.records {
+        r.insert("module".into(), Value::String((*parent).to_owned()));
+    }
+    next.part += 1;
+    next.pages += 1;
+    next.records += page.records.len() as u64;
+    next.done = next.part as usize >= FIELD_MODULES.len();
+    Ok((page, next))
+}
+
+/// One transaction: the page's `r` events and the new cursor.
+async fn commit_page(
+    sink: &Sink<'_>,
+    module: Module,
+    page: Page,
+    cursor: SnapshotCursor,
+    last_module: bool,
+) -> Result<(), SnapshotError> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let topic = sink.encoder.topic(module);
+    let n = page.records.len();
+    let mut out = Vec::with_capacity(n + 1);
+    for (i, record) in page.records.into_iter().enumerate() {
+        let Some(id) = id_of(&record) else {
+            tracing::warn!(module = %module, "Skipping a record without an id.");
+            continue;
+        };
+        let marker = match (cursor.done && i + 1 == n, last_module) {
+            (true, true) => SnapshotMarker::Last,
+            (true, false) => SnapshotMarker::LastInDataCollection,
+            _ => SnapshotMarker::True,
+        };
+        let event = ChangeEvent {
+            module,
+            source_ts_ms: record_time_ms(&record).unwrap_or(cursor.upper_ms),
+            id: id.clone(),
+            op: Op::Read,
+            before: None,
+            after: Some(record),
+            snapshot: Some(marker),
+            event_type: None,
+            position: Some(format!("snapshot:{}:page:{}", module.name(), cursor.pages)),
+        };
+        out.push(OutRecord {
+            topic: topic.clone(),
+            key: sink.encoder.encode_key(module, &id)?,
+            value: Some(sink.encoder.encode_value(&event, now)?),
+        });
+    }
+    let emitted = out.len() as u64;
+    let cursor_json = serde_json::to_value(&cursor).unwrap_or_default();
+    out.push(OutRecord {
+        topic: sink.state_topic.to_owned(),
+        key: SnapshotCursor::state_key(module).into_bytes(),
+        value: Some(cursor_json.to_string().into_bytes()),
+    });
+    sink.producer.write(out).await?;
+    let labels = [("source", sink.source.to_owned()), ("module", module.name().to_owned())];
+    metrics::counter!(SNAPSHOT_RECORDS_TOTAL, &labels).increment(emitted);
+    metrics::counter!(EVENTS_TOTAL, "source" => sink.source.to_owned(), "module" => module.name(), "op" => "r")
+        .increment(emitted);
+    sink.progress.update(module.name(), |p| {
+        p.records = cursor.records;
+        p.pages = cursor.pages;
+        p.cursor = Some(cursor_json);
+    });
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! What the `auth` and `check` commands do on the Desk side, as library functions the CLI calls.
+
+use crate::config::{Settings, SourceSettings};
+use crate::secret::Secret;
+use crate::zoho::client::{ClientOptions, DeskClient};
+use crate::zoho::credentials::{Credentials, generate_webhook_secret};
+use crate::zoho::error::ZohoError;
+use crate::zoho::registry::{DeskRegistry, accounts_client, http_client};
+use chrono::Utc;
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// What `auth` achieved, for the CLI to print.
+#[derive(Debug, Clone)]
+pub struct AuthOutcome {
+    pub source: String,
+    pub org_id: String,
+    pub org_name: String,
+    pub credentials_file: PathBuf,
+    /// `{public_url}/webhooks/zoho/{source}/{webhook_secret}`: the address to give Desk.
+    pub service_url: String,
+    pub webhook_secret_generated: bool,
+}
+
+impl AuthOutcome {
+    /// The lines `auth` prints (no client secret or token among them).
+    pub fn message(&self) -> String {
+        let mut out = format!(
+            "Authorized source `{}` for org {} ({}); credentials written to {} (mode 0600).\n",
+            self.source,
+            self.org_id,
+            self.org_name,
+            self.credentials_file.display()
+        );
+        if self.webhook_secret_generated {
+            out.push_str("Generated a webhook secret and stored it in the credentials file.\n");
+        }
+        out.push_str(&format!("Service URL (register it as the Desk webhook URL): {}\n", self.service_url));
+        out
+    }
+}
+
+/// The service URL of a source: where Desk delivers its webhooks.
+pub fn service_url(public_url: &str, source: &str, webhook_secret: &Secret) -> String {
+    format!("{}/webhooks/zoho/{}/{}", public_url.trim_end_matches('/'), source, webhook_secret.expose())
+}
+
+/// The webhook secret a source uses: the config's, else the one `auth` stored in the credentials file.
+pub fn webhook_secret(source: &SourceSettings) -> Result<Option<Secret>, ZohoError> {
+    if !source.webhook_secret.is_empty() {
+        return Ok(Some(source.webhook_secret.clone()));
+    }
+    Ok(Credentials::load(&source.credentials_file)?.map(|c| c.webhook_secret).filter(|s| !s.is_empty()))
+}
+
+/// The orgs a token can reach, as `(id, name)`.
+async fn organizations(
+    http: &reqwest::Client,
+    source: &SourceSettings,
+    token: &Secret,
+) -> Result<Vec<(String, String)>, ZohoError> {
+    let url = format!("{}/api/v1/organizations", source.desk_base()?);
+    let transport = |e: reqwest::Error| ZohoError::Transport {
+        source_name: source.name.clone(),
+        what: format!("Desk at {}", source.desk_base().unwrap_or_default()),
+        attempts: 1,
+        message: e.without_url().to_string(),
+    };
+    let resp = http
+        .get(&url)
+        .header("Authorization", format!("Zoho-oauthtoken {}", token.expose()))
+        .send()
+        .await
+        .map_err(transport)?;
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    if status != 200 {
+        return Err(ZohoError::Desk {
+            source_name: source.name.clone(),
+            endpoint: "organizations".into(),
+            status,
+            code: body.get("errorCode").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            message: body.get("message").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        });
+    }
+    Ok(orgs_of(&body))
+}
+
+fn orgs_of(body: &Value) -> Vec<(String, String)> {
+    body.get("data")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|o| {
+                    let id = match o.get("id") {
+                        Some(Value::String(s)) => s.clone(),
+                        Some(v) => v.to_string(),
+                        None => String::new(),
+                    };
+                    let name = o.get("companyName").and_then(Value::as_str).unwrap_or_default().to_owned();
+                    (id, name)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn known_orgs(orgs: &[(String, String)]) -> String {
+    if orgs.is_empty() {
+        return "; this Zoho user can reach no Desk org".into();
+    }
+    let list: Vec<String> = orgs.iter().map(|(id, name)| format!("{id} ({name})")).collect();
+    format!("; this Zoho user can reach: {}", list.join(", "))
+}
+
+/// `zoho-desk-cdc auth`: exchanges a Self Client grant code, checks the configured org is reachable,
+/// and writes the credentials file (mode 0600) with a webhook secret (the config's, the previous
+/// file's, or a new one). On a wrong org id nothing is written and the new refresh token is revoked.
+pub async fn exchange_grant_code(
+    settings: &Settings,
+    source: &str,
+    code: &str,
+) -> Result<AuthOutcome, ZohoError> {
+    let src = settings.source(source)?;
+    let http = http_client(&ClientOptions::default())?;
+    let accounts = accounts_client(src, http.clone())?;
+    let grant = accounts.exchange_code(code).await?;
+    let refresh = grant.refresh_token.clone().ok_or_else(|| ZohoError::TokenEndpoint {
+        source_name: src.name.clone(),
+        message: "the grant code was exchanged but no refresh token came back; generate the code in the \
+                  Self Client's Generate Code tab and try again"
+            .into(),
+    })?;
+    let orgs = organizations(&http, src, &grant.access_token).await?;
+    let Some((_, org_name)) = orgs.iter().find(|(id, _)| *id == src.org_id).cloned() else {
+        if let Err(error) = accounts.revoke(&refresh).await {
+            tracing::warn!(source = %src.name, %error, "Cannot revoke the unused refresh token.");
+        }
+        return Err(ZohoError::OrgMismatch {
+            source_name: src.name.clone(),
+            org_id: src.org_id.clone(),
+            known: known_orgs(&orgs),
+        });
+    };
+    let previous = Credentials::load(&src.credentials_file).ok().flatten();
+    let (secret, generated) = if !src.webhook_secret.is_empty() {
+        (src.webhook_secret.clone(), false)
+    } else if let Some(s) = previous.map(|p| p.webhook_secret).filter(|s| !s.is_empty()) {
+        // Keep the service URL stable across re-authorizations.
+        (s, false)
+    } else {
+        (generate_webhook_secret(), true)
+    };
+    let creds = Credentials {
+        refresh_token: refresh,
+        org_id: src.org_id.clone(),
+        data_center: src.data_center.clone(),
+        client_id: src.client_id.clone(),
+        webhook_secret: secret.clone(),
+        access_token: Some(crate::zoho::credentials::CachedToken {
+            token: grant.access_token,
+            expires_at: Utc::now()
+                + chrono::Duration::from_std(grant.expires_in)
+                    .unwrap_or_else(|_| chrono::Duration::seconds(3600)),
+            lifetime_s: Some(grant.expires_in.as_secs()),
+        }),
+        created_at: Utc::now(),
+    };
+    creds.save(&src.credentials_file)?;
+    tracing::info!(source = %src.name, file = %src.credentials_file.display(), "Credentials written.");
+    Ok(AuthOutcome {
+        source: src.name.clone(),
+        org_id: src.org_id.clone(),
+        org_name,
+        credentials_file: src.credentials_file.clone(),
+        service_url: service_url(&settings.http.public_url, &src.name, &secret),
+        webhook_secret_generated: generated,
+    })
+}
+
+/// `check`, token line: a usable access token (refreshing it if needed).
+pub async fn check_token(client: &DeskClient) -> Result<String, ZohoError> {
+    let t = client.tokens().access_token().await?;
+    let left = (t.expires_at - Utc::now()).num_seconds().max(0);
+    Ok(format!("token: ok (source {}, access token valid for {} min)", client.source_name(), left / 60))
+}
+
+/// `check`, Desk line: `GET /organizations` answers and lists the configured org.
+pub async fn check_desk(client: &DeskClient) -> Result<String, ZohoError> {
+    let body = client.get_json("organizations", "organizations", &[]).await?.unwrap_or(Value::Null);
+    let orgs = orgs_of(&body);
+    let Some((id, name)) = orgs.iter().find(|(id, _)| id == client.org_id()) else {
+        return Err(ZohoError::OrgMismatch {
+            source_name: client.source_name().to_owned(),
+            org_id: client.org_id().to_owned(),
+            known: known_orgs(&orgs),
+        });
+    };
+    let q = client.quota().status();
+    Ok(format!(
+        "desk: ok (source {}, org {id} \"{name}\" at {}, {} API credits left today)",
+        client.source_name(),
+        client.api_base(),
+        q.credits_remaining
+    ))
+}
+
+/// Both `check` lines for one source, from the config alone.
+pub async fn check_source(
+    registry: &DeskRegistry,
+    source: &SourceSettings,
+) -> Result<Vec<String>, ZohoError> {
+    let client = registry.client(source)?;
+    Ok(vec![check_token(&client).await?, check_desk(&client).await?])
+}
