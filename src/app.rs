@@ -3,10 +3,14 @@
 use crate::avro::registry::{RegistryClient, RegistryError};
 use crate::config::{Settings, SnapshotMode};
 use crate::http::admin::{self, Probe};
+use crate::http::webhook;
 use crate::pipeline::progress::SourceProgress;
-use crate::pipeline::source::{self, SourceError};
+use crate::pipeline::source::{SourceError, SourceRuntime};
+use crate::pipeline::stream::{StreamHandler, StreamSource};
 use crate::zoho::client::{ClientOptions, DeskClient};
 use crate::zoho::error::ZohoError;
+use crate::zoho::jwks::JwksVerifier;
+use crate::zoho::registry::http_client;
 use crate::zoho::registry::{DeskRegistry, shared_client_warnings};
 use std::sync::{Arc, Mutex};
 use tokio::task::JoinSet;
@@ -22,6 +26,12 @@ pub enum AppError {
     Desk { source_name: String, error: ZohoError },
     #[error(transparent)]
     Source(#[from] SourceError),
+    #[error(transparent)]
+    Webhook(#[from] webhook::WebhookServerError),
+    #[error("source {0} has no webhook secret: set webhook_secret or run `zoho-desk-cdc auth` for it")]
+    NoSecret(String),
+    #[error("{0}")]
+    Config(String),
 }
 
 struct SourceHandle {
@@ -63,6 +73,24 @@ impl Probe for AppProbe {
     }
 }
 
+/// The stream side of one source: its producer, webhook secret and JWT verifier.
+async fn stream_source(runtime: Arc<SourceRuntime>, desk: DeskClient) -> Result<StreamSource, AppError> {
+    let settings = &runtime.settings;
+    let name = settings.name.clone();
+    let desk_err = |error: ZohoError| AppError::Desk { source_name: name.clone(), error };
+    let secret = crate::zoho::auth::webhook_secret(settings)
+        .map_err(desk_err)?
+        .ok_or_else(|| AppError::NoSecret(name.clone()))?;
+    let verifier = if settings.verify_jwt {
+        let http = http_client(&ClientOptions::default()).map_err(desk_err)?;
+        Some(JwksVerifier::new(&settings.desk_base().map_err(|e| AppError::Config(e.to_string()))?, http))
+    } else {
+        None
+    };
+    let producer = runtime.producer("stream").await?;
+    Ok(StreamSource { runtime, desk, producer, secret, verifier, webhook_id: std::sync::RwLock::new(None) })
+}
+
 /// Runs the bridge until `shutdown` fires (or, with `initial_only`, until every snapshot is committed).
 pub async fn run(
     settings: Settings,
@@ -90,25 +118,38 @@ pub async fn run(
     tracing::info!(addr = %admin_addr, "Admin server listening (/metrics /healthz /readyz /status).");
     let admin_task = tokio::spawn(admin::serve(listener, admin::router(metrics, probe), shutdown.clone()));
 
-    let registry = Arc::new(RegistryClient::new(&settings.schema_registry.url)?);
-    let settings = Arc::new(settings);
-    let mut tasks = JoinSet::new();
+    let registry = RegistryClient::new(&settings.schema_registry.url)?;
+    let mut runtimes = Vec::new();
     for (source, handle) in settings.sources.iter().zip(&handles) {
-        let mode = snapshot_mode.unwrap_or(source.snapshot_mode);
-        let (settings, registry, handle, shutdown) =
-            (settings.clone(), registry.clone(), handle.clone(), shutdown.clone());
-        let source = source.clone();
+        let rt = SourceRuntime::prepare(&settings.kafka, &registry, source, handle.progress.clone()).await?;
+        runtimes.push(Arc::new(rt));
+    }
+
+    // The service URL is up before the snapshot starts, so nothing that changes meanwhile is missed.
+    let mut streams = Vec::new();
+    for (rt, handle) in runtimes.iter().zip(&handles) {
+        streams.push(Arc::new(stream_source(rt.clone(), handle.desk.clone()).await?));
+    }
+    let stream_handler = Arc::new(StreamHandler::new(streams));
+    let webhook_listener = webhook::bind(settings.http.webhook_listen).await?;
+    let webhook_addr = webhook_listener.local_addr().unwrap_or(settings.http.webhook_listen);
+    for s in &settings.sources {
+        tracing::info!(source = %s.name, addr = %webhook_addr,
+            service_url = %format!("{}/webhooks/zoho/{}/<webhook_secret>", settings.http.public_url.trim_end_matches('/'), s.name),
+            "Webhook service URL listening.");
+    }
+    let webhook_task = tokio::spawn(webhook::serve(
+        webhook_listener,
+        webhook::router(stream_handler.clone()),
+        shutdown.clone(),
+    ));
+
+    let mut tasks = JoinSet::new();
+    for (rt, handle) in runtimes.iter().zip(&handles) {
+        let mode = snapshot_mode.unwrap_or(rt.settings.snapshot_mode);
+        let (rt, handle, shutdown) = (rt.clone(), handle.clone(), shutdown.clone());
         tasks.spawn(async move {
-            let result = source::run_snapshot(
-                &handle.desk,
-                &settings.kafka,
-                &registry,
-                &source,
-                mode,
-                &handle.progress,
-                &shutdown,
-            )
-            .await;
+            let result = rt.run_snapshot(&handle.desk, mode, &shutdown).await;
             if let Err(e) = &result {
                 if let Ok(mut slot) = handle.error.lock() {
                     *slot = Some(e.to_string());
@@ -146,6 +187,17 @@ pub async fn run(
         shutdown.cancel();
     }
     shutdown.cancelled().await;
+    stream_handler.stop_accepting();
+    match webhook_task.await {
+        Ok(Err(error)) => tracing::warn!(%error, "Webhook server ended with an error."),
+        Err(error) => tracing::warn!(%error, "Webhook server task ended abnormally."),
+        Ok(Ok(())) => {}
+    }
+    for name in settings.sources.iter().map(|s| s.name.as_str()) {
+        if let Some(s) = stream_handler.source(name) {
+            s.producer.flush().await;
+        }
+    }
     match admin_task.await {
         Ok(result) => result?,
         Err(error) => tracing::warn!(%error, "Admin server task ended abnormally."),

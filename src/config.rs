@@ -455,3 +455,21 @@ credentials_file = "/tmp/creds.json"
         assert!(err.to_string().contains("sources.main.modules"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    /// Every key of the documented example parses (with a client secret filled in).
+    #[test]
+    fn example_config_is_complete_and_valid() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"))
+            .unwrap()
+            .replace("client_secret = \"\"", "client_secret = \"x\"");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("example.toml");
+        std::fs::write(&path, text).unwrap();
+        let s = super::Settings::load(&path).unwrap();
+        assert_eq!(s.sources.len(), 1);
+    }
+}

@@ -165,3 +165,17 @@ async fn faults_http_500_rate_limit_latency_and_revoke() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
 }
+
+#[tokio::test]
+async fn new_threads_bump_the_ticket_only_when_flagged() {
+    for bump in [false, true] {
+        let env = start(SimConfig { child_bumps_ticket: bump, ..SimConfig::default() }).await;
+        let id = env.state("tickets").await[0]["id"].as_str().unwrap().to_owned();
+        let (_, before) = env.get_json(&format!("tickets/{id}")).await;
+        env.control("mutations", json!({"module": "ticket_threads", "op": "create", "ids": [id]})).await;
+        let (_, after) = env.get_json(&format!("tickets/{id}")).await;
+        let count = |v: &Value| v["threadCount"].as_str().unwrap().parse::<u32>().unwrap();
+        assert_eq!(count(&after), count(&before) + 1);
+        assert_eq!(after["modifiedTime"] != before["modifiedTime"], bump);
+    }
+}

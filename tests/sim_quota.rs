@@ -39,7 +39,7 @@ async fn credits_are_charged_per_call_and_exhaustion_is_threshold_exceeded() {
 async fn concurrent_calls_over_the_cap_get_too_many_requests() {
     let env = start(SimConfig {
         concurrency: Some(2),
-        api_latency: Duration::from_millis(400),
+        api_latency: Duration::from_millis(1000),
         ..SimConfig::default()
     })
     .await;

@@ -212,7 +212,8 @@ async fn department_filter_limits_deliveries() {
         }
     }
     assert!(expected > 0 && expected < 12, "seeded data spreads tickets over departments");
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(sub.wait_for(10, |_| sub.events().len() >= expected).await);
+    tokio::time::sleep(Duration::from_millis(600)).await;
     let evs = sub.events();
     assert_eq!(evs.len(), expected);
     assert!(evs.iter().all(|e| e["payload"]["departmentId"] == dept.as_str()));
@@ -327,7 +328,8 @@ async fn ticket_update_fields_filter_only_passes_changes_of_those_fields() {
         }
     }
     assert!(status_changes > 0 && status_changes < 12, "updates change different fields");
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(sub.wait_for(10, |_| sub.events().len() >= status_changes).await);
+    tokio::time::sleep(Duration::from_millis(600)).await;
     let evs = sub.events();
     assert_eq!(evs.len(), status_changes);
     assert!(evs.iter().all(|e| e["prevState"].get("status").is_some()));

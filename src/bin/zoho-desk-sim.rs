@@ -133,6 +133,9 @@ struct Cli {
     /// Text of the Cliq message; ${ticketNumber} ${subject} ${status} ${id} ${event} are replaced.
     #[arg(long, default_value = DEFAULT_CLIQ_TEMPLATE)]
     cliq_template: String,
+    /// A new ticket thread or comment also moves the ticket's modifiedTime.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    child_bumps_ticket: bool,
 }
 
 fn usage(msg: String) -> ExitCode {
@@ -222,6 +225,7 @@ fn build_config(cli: Cli) -> Result<(SimConfig, String), String> {
         delete_payload,
         cliq_url: cli.cliq_url,
         cliq_template: cli.cliq_template,
+        child_bumps_ticket: cli.child_bumps_ticket,
         ..SimConfig::default()
     };
     Ok((cfg, cli.addr))

@@ -2,3 +2,4 @@
 //! pipeline: the orchestrator hands it trait objects to ask for readiness and status.
 
 pub mod admin;
+pub mod webhook;

@@ -1,10 +1,13 @@
 //! Orchestration: the snapshot, (later) the webhook stream and the reconciler, per source.
 
+pub mod commit;
 pub mod cursor;
 pub mod desk;
+pub mod ordering;
 pub mod progress;
 pub mod snapshot;
 pub mod source;
+pub mod stream;
 
 use serde_json::{Map, Value};
 use std::future::Future;

@@ -7,13 +7,13 @@
 //! ids already emitted at that instant. The upper bound is the snapshot start; later creations arrive as
 //! webhook events.
 
+use super::commit::{CommitError, Writer};
 use super::cursor::SnapshotCursor;
 use super::progress::SourceProgress;
 use super::{DeskFailure, DeskPages, Page};
-use crate::avro::encoder::{EncodeError, Encoder};
 use crate::change::{ChangeEvent, Op, SnapshotMarker, record_time_ms};
-use crate::kafka::producer::{OutRecord, ProduceError, TxProducer};
-use crate::metrics::{EVENTS_TOTAL, SNAPSHOT_COMPLETED, SNAPSHOT_RECORDS_TOTAL};
+use crate::kafka::producer::TxProducer;
+use crate::metrics::{SNAPSHOT_COMPLETED, SNAPSHOT_RECORDS_TOTAL};
 use crate::zoho::catalog::{self, FIELD_MODULES, OFFSET_CEILING, SEARCH_MAX_LIMIT, Walk};
 use crate::zoho::module::Module;
 use serde_json::{Map, Value};
@@ -24,9 +24,7 @@ pub enum SnapshotError {
     #[error("Desk call for {module} failed: {source}")]
     Desk { module: Module, source: DeskFailure },
     #[error(transparent)]
-    Encode(#[from] EncodeError),
-    #[error(transparent)]
-    Produce(#[from] ProduceError),
+    Commit(#[from] CommitError),
     #[error("{module}: more than {OFFSET_CEILING} records share createdTime {ts_ms}; cannot page past them")]
     TieOverflow { module: Module, ts_ms: i64 },
     #[error("{module}: snapshot of this module is not supported yet")]
@@ -36,9 +34,8 @@ pub enum SnapshotError {
 /// Everything a module snapshot writes through.
 pub struct Sink<'a> {
     pub source: &'a str,
-    pub encoder: &'a Encoder,
+    pub writer: &'a Writer,
     pub producer: &'a TxProducer,
-    pub state_topic: &'a str,
     pub progress: &'a SourceProgress,
 }
 
@@ -365,10 +362,8 @@ async fn commit_page(
     cursor: SnapshotCursor,
     last_module: bool,
 ) -> Result<(), SnapshotError> {
-    let now = chrono::Utc::now().timestamp_millis();
-    let topic = sink.encoder.topic(module);
     let n = page.records.len();
-    let mut out = Vec::with_capacity(n + 1);
+    let mut events = Vec::with_capacity(n);
     for (i, record) in page.records.into_iter().enumerate() {
         let Some(id) = id_of(&record) else {
             tracing::warn!(module = %module, "Skipping a record without an id.");
@@ -379,35 +374,23 @@ async fn commit_page(
             (true, false) => SnapshotMarker::LastInDataCollection,
             _ => SnapshotMarker::True,
         };
-        let event = ChangeEvent {
+        events.push(ChangeEvent {
             module,
             source_ts_ms: record_time_ms(&record).unwrap_or(cursor.upper_ms),
-            id: id.clone(),
+            id,
             op: Op::Read,
             before: None,
             after: Some(record),
             snapshot: Some(marker),
             event_type: None,
             position: Some(format!("snapshot:{}:page:{}", module.name(), cursor.pages)),
-        };
-        out.push(OutRecord {
-            topic: topic.clone(),
-            key: sink.encoder.encode_key(module, &id)?,
-            value: Some(sink.encoder.encode_value(&event, now)?),
         });
     }
-    let emitted = out.len() as u64;
     let cursor_json = serde_json::to_value(&cursor).unwrap_or_default();
-    out.push(OutRecord {
-        topic: sink.state_topic.to_owned(),
-        key: SnapshotCursor::state_key(module).into_bytes(),
-        value: Some(cursor_json.to_string().into_bytes()),
-    });
-    sink.producer.write(out).await?;
+    let state = vec![(SnapshotCursor::state_key(module), cursor_json.clone())];
+    let committed = sink.writer.commit(sink.producer, events, state).await?;
     let labels = [("source", sink.source.to_owned()), ("module", module.name().to_owned())];
-    metrics::counter!(SNAPSHOT_RECORDS_TOTAL, &labels).increment(emitted);
-    metrics::counter!(EVENTS_TOTAL, "source" => sink.source.to_owned(), "module" => module.name(), "op" => "r")
-        .increment(emitted);
+    metrics::counter!(SNAPSHOT_RECORDS_TOTAL, &labels).increment(committed.events as u64);
     sink.progress.update(module.name(), |p| {
         p.records = cursor.records;
         p.pages = cursor.pages;

@@ -1,8 +1,10 @@
-//! The per-source orchestrator: topics, schemas, the snapshot producer, resume from the state topic, and
-//! the snapshot of every selected module in catalog order.
+//! The per-source runtime: topics, schemas, the shared writer (encoder + ordering guard), the state read
+//! back at start, and the snapshot of every selected module in catalog order.
 
 use super::DeskPages;
+use super::commit::Writer;
 use super::cursor::SnapshotCursor;
+use super::ordering::OrderingGuard;
 use super::progress::SourceProgress;
 use super::snapshot::{self, Sink, SnapshotError};
 use crate::avro::encoder::{EncodeError, Encoder, SourceInfo};
@@ -14,7 +16,11 @@ use crate::kafka::topics::{self, TopicError, TopicKind};
 use crate::zoho::catalog::{self, Walk};
 use crate::zoho::module::Module;
 use std::collections::HashMap;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+
+/// Keys remembered by the ordering guard per source.
+const GUARD_CAPACITY: usize = 1_000_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -32,6 +38,156 @@ pub enum SourceError {
     Config(String, String),
 }
 
+pub struct SourceRuntime {
+    pub settings: SourceSettings,
+    pub kafka: KafkaSettings,
+    pub modules: Vec<Module>,
+    pub writer: Writer,
+    pub progress: Arc<SourceProgress>,
+    stored: HashMap<String, serde_json::Value>,
+}
+
+impl SourceRuntime {
+    /// Creates missing topics, registers every module's schemas and reads the committed state back.
+    pub async fn prepare(
+        kafka: &KafkaSettings,
+        registry: &RegistryClient,
+        source: &SourceSettings,
+        progress: Arc<SourceProgress>,
+    ) -> Result<Self, SourceError> {
+        let name = source.name.clone();
+        let modules: Vec<Module> = source
+            .selected_modules()
+            .map_err(|e| SourceError::Config(name.clone(), e.to_string()))?
+            .into_iter()
+            .filter(|m| {
+                let supported = catalog::spec(*m).walk != Walk::PerTicket;
+                if !supported {
+                    tracing::warn!(source = %name, module = %m, "Loading this module is not implemented yet; skipping it.");
+                }
+                supported
+            })
+            .collect();
+        let mut encoder = Encoder::new(SourceInfo {
+            topic_prefix: kafka.topic_prefix.clone(),
+            org_id: source.org_id.clone(),
+        });
+        let state_topic = state::state_topic(&kafka.topic_prefix, &source.org_id);
+        // Every module a webhook can name gets its topic and schemas, selected or not for the snapshot.
+        let mut wanted: Vec<(String, TopicKind)> =
+            modules.iter().map(|m| (encoder.topic(*m), TopicKind::Data)).collect();
+        wanted.push((state_topic.clone(), TopicKind::State));
+        topics::ensure_topics(kafka, &wanted)
+            .await
+            .map_err(|error| SourceError::Topics { source_name: name.clone(), error })?;
+        for m in &modules {
+            encoder
+                .prepare(registry, *m)
+                .await
+                .map_err(|error| SourceError::Schemas { source_name: name.clone(), error })?;
+        }
+        let stored = state::load(kafka, &state_topic)
+            .await
+            .map_err(|error| SourceError::State { source_name: name.clone(), error })?;
+        Ok(Self {
+            settings: source.clone(),
+            kafka: kafka.clone(),
+            modules,
+            writer: Writer {
+                source: name,
+                encoder,
+                state_topic,
+                guard: tokio::sync::Mutex::new(OrderingGuard::new(GUARD_CAPACITY)),
+            },
+            progress,
+            stored,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    /// A producer for one role of this source (`snapshot`, `stream`): transactional in exactly-once mode,
+    /// with an id that fences any other instance running the same role.
+    pub async fn producer(&self, role: &str) -> Result<TxProducer, SourceError> {
+        let tid = self
+            .kafka
+            .exactly_once
+            .then(|| transactional_id(&self.kafka.topic_prefix, &self.settings.org_id, role));
+        TxProducer::connect(&self.kafka, tid, self.name())
+            .await
+            .map_err(|error| SourceError::Producer { source_name: self.name().to_owned(), error })
+    }
+
+    /// Loads every selected module (resuming committed cursors) until all are committed or `shutdown`
+    /// fires. Returns `true` when every selected module's snapshot is committed.
+    pub async fn run_snapshot<D: DeskPages>(
+        &self,
+        desk: &D,
+        mode: SnapshotMode,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, SourceError> {
+        let name = self.name().to_owned();
+        let now = chrono::Utc::now().timestamp_millis();
+        let plan: Vec<(Module, SnapshotCursor)> = self
+            .modules
+            .iter()
+            .filter_map(|m| {
+                let committed: Option<SnapshotCursor> = self
+                    .stored
+                    .get(&SnapshotCursor::state_key(*m))
+                    .and_then(|v| serde_json::from_value(v.clone()).ok());
+                if !should_snapshot(mode, committed.as_ref()) {
+                    self.progress.update(m.name(), |p| {
+                        p.phase = "streaming".into();
+                        if let Some(c) = &committed {
+                            p.records = c.records;
+                            p.pages = c.pages;
+                        }
+                    });
+                    return None;
+                }
+                let resume = committed.filter(|c| !c.done && mode != SnapshotMode::Always);
+                Some((*m, resume.unwrap_or(SnapshotCursor { upper_ms: now, ..SnapshotCursor::default() })))
+            })
+            .collect();
+        if plan.is_empty() {
+            return Ok(true);
+        }
+        let producer = self.producer("snapshot").await?;
+        let sink =
+            Sink { source: &name, writer: &self.writer, producer: &producer, progress: &self.progress };
+        let total = plan.len();
+        for (i, (module, cursor)) in plan.into_iter().enumerate() {
+            let result = snapshot::run_module(
+                desk,
+                &sink,
+                module,
+                cursor,
+                self.settings.list_from_base,
+                i + 1 == total,
+                shutdown,
+            )
+            .await;
+            let done = match result {
+                Ok(c) => c,
+                Err(error) => {
+                    self.progress.update(module.name(), |p| p.last_error = Some(error.to_string()));
+                    producer.flush().await;
+                    return Err(SourceError::Snapshot { source_name: name, error });
+                }
+            };
+            if !done.done {
+                producer.flush().await;
+                return Ok(false);
+            }
+        }
+        producer.flush().await;
+        Ok(true)
+    }
+}
+
 /// Whether a module's snapshot runs in this start.
 fn should_snapshot(mode: SnapshotMode, cursor: Option<&SnapshotCursor>) -> bool {
     match mode {
@@ -39,102 +195,4 @@ fn should_snapshot(mode: SnapshotMode, cursor: Option<&SnapshotCursor>) -> bool 
         SnapshotMode::Always => true,
         SnapshotMode::Initial | SnapshotMode::InitialOnly => !cursor.is_some_and(|c| c.done),
     }
-}
-
-/// Loads every selected module of `source` (resuming committed cursors) and returns when all are committed
-/// or `shutdown` fires. Returns `true` when every selected module's snapshot is committed.
-pub async fn run_snapshot<D: DeskPages>(
-    desk: &D,
-    kafka: &KafkaSettings,
-    registry: &RegistryClient,
-    source: &SourceSettings,
-    mode: SnapshotMode,
-    progress: &SourceProgress,
-    shutdown: &CancellationToken,
-) -> Result<bool, SourceError> {
-    let name = source.name.clone();
-    let modules: Vec<Module> = source
-        .selected_modules()
-        .map_err(|e| SourceError::Config(name.clone(), e.to_string()))?
-        .into_iter()
-        .filter(|m| {
-            let supported = catalog::spec(*m).walk != Walk::PerTicket;
-            if !supported {
-                tracing::warn!(source = %name, module = %m, "Loading this module is not implemented yet; skipping it.");
-            }
-            supported
-        })
-        .collect();
-
-    let mut encoder =
-        Encoder::new(SourceInfo { topic_prefix: kafka.topic_prefix.clone(), org_id: source.org_id.clone() });
-    let state_topic = state::state_topic(&kafka.topic_prefix, &source.org_id);
-    let mut wanted: Vec<(String, TopicKind)> =
-        modules.iter().map(|m| (encoder.topic(*m), TopicKind::Data)).collect();
-    wanted.push((state_topic.clone(), TopicKind::State));
-    topics::ensure_topics(kafka, &wanted)
-        .await
-        .map_err(|error| SourceError::Topics { source_name: name.clone(), error })?;
-    for m in &modules {
-        encoder
-            .prepare(registry, *m)
-            .await
-            .map_err(|error| SourceError::Schemas { source_name: name.clone(), error })?;
-    }
-
-    let stored: HashMap<String, serde_json::Value> = state::load(kafka, &state_topic)
-        .await
-        .map_err(|error| SourceError::State { source_name: name.clone(), error })?;
-    let tid = kafka.exactly_once.then(|| transactional_id(&kafka.topic_prefix, &source.org_id, "snapshot"));
-    let producer = TxProducer::connect(kafka, tid, &name)
-        .await
-        .map_err(|error| SourceError::Producer { source_name: name.clone(), error })?;
-    let sink =
-        Sink { source: &name, encoder: &encoder, producer: &producer, state_topic: &state_topic, progress };
-
-    let now = chrono::Utc::now().timestamp_millis();
-    let plan: Vec<(Module, SnapshotCursor)> = modules
-        .iter()
-        .filter_map(|m| {
-            let committed: Option<SnapshotCursor> = stored
-                .get(&SnapshotCursor::state_key(*m))
-                .and_then(|v| serde_json::from_value(v.clone()).ok());
-            if !should_snapshot(mode, committed.as_ref()) {
-                progress.update(m.name(), |p| {
-                    p.phase = "streaming".into();
-                    if let Some(c) = &committed {
-                        p.records = c.records;
-                        p.pages = c.pages;
-                    }
-                });
-                return None;
-            }
-            let resume = committed.filter(|c| !c.done && mode != SnapshotMode::Always);
-            Some((*m, resume.unwrap_or(SnapshotCursor { upper_ms: now, ..SnapshotCursor::default() })))
-        })
-        .collect();
-
-    let total = plan.len();
-    for (i, (module, cursor)) in plan.into_iter().enumerate() {
-        let done = snapshot::run_module(
-            desk,
-            &sink,
-            module,
-            cursor,
-            source.list_from_base,
-            i + 1 == total,
-            shutdown,
-        )
-        .await
-        .map_err(|error| {
-            progress.update(module.name(), |p| p.last_error = Some(error.to_string()));
-            SourceError::Snapshot { source_name: name.clone(), error }
-        })?;
-        if !done.done {
-            producer.flush().await;
-            return Ok(false);
-        }
-    }
-    producer.flush().await;
-    Ok(true)
 }

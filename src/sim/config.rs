@@ -177,6 +177,8 @@ pub struct SimConfig {
     pub delete_payload: DeletePayload,
     pub cliq_url: Option<String>,
     pub cliq_template: String,
+    /// Whether a new thread or comment moves the ticket's `modifiedTime` (open question at Desk).
+    pub child_bumps_ticket: bool,
 }
 
 impl Default for SimConfig {
@@ -218,6 +220,7 @@ impl Default for SimConfig {
             delete_payload: DeletePayload::Id,
             cliq_url: None,
             cliq_template: DEFAULT_CLIQ_TEMPLATE.to_owned(),
+            child_bumps_ticket: false,
         }
     }
 }

@@ -318,6 +318,9 @@ fn child_change(
             let Some(rec) = store.table_mut(Module::Tickets).and_then(|t| t.get_mut(ticket as usize)) else {
                 return Err(MutateError::NothingToChange(module.name()));
             };
+            if sim.cfg.child_bumps_ticket {
+                rec.modified = now.max(rec.modified + 1);
+            }
             let k = if threads {
                 rec.threads += 1;
                 rec.threads - 1

@@ -1,0 +1,150 @@
+//! The webhook server: Desk's service URL `{public_url}/webhooks/zoho/{source}/{secret}`.
+//!
+//! `GET` answers Desk's validation call. `POST` hands the delivery to the orchestrator's handler and
+//! answers only with what the handler says after Kafka confirmed (or failed), within a deadline inside
+//! Desk's 5 s budget. Never 410: that would make Desk delete the subscription.
+
+use crate::metrics::WEBHOOK_REQUESTS_TOTAL;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::future::BoxFuture;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Largest delivery accepted (Desk batches events; 5 MiB is far above any real batch).
+pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
+/// Answer before Desk's 5 s timeout, leaving room for the network.
+pub const DEADLINE: Duration = Duration::from_millis(4500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("webhook server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// One delivery as received.
+#[derive(Debug)]
+pub struct Delivery {
+    pub body: Bytes,
+    /// The `X-ZDesk-JWT` header, if any.
+    pub jwt: Option<String>,
+}
+
+/// The handler's verdict, mapped to HTTP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Committed to Kafka (or nothing to commit).
+    Accepted,
+    /// Malformed body: 400.
+    Malformed(String),
+    /// Bad or missing JWT: 401.
+    Unauthorized(String),
+    /// A delivery for another org: 403.
+    Forbidden(String),
+    /// Kafka unavailable or the commit would miss the deadline: 503.
+    Unavailable(String),
+}
+
+/// What the orchestrator provides; the server knows nothing of the pipeline.
+pub trait DeliveryHandler: Send + Sync + 'static {
+    /// Constant-time check of the secret path segment; `false` for unknown sources.
+    fn authorised(&self, source: &str, secret: &str) -> bool;
+    /// Whether `source` is one of ours (bounds the metric label).
+    fn knows(&self, source: &str) -> bool;
+    /// Verifies, commits and answers one delivery.
+    fn handle(&self, source: String, delivery: Delivery) -> BoxFuture<'static, Verdict>;
+    /// False while shutting down: new deliveries get 503.
+    fn accepting(&self) -> bool;
+}
+
+#[derive(Clone)]
+struct AppState {
+    handler: Arc<dyn DeliveryHandler>,
+}
+
+pub fn router(handler: Arc<dyn DeliveryHandler>) -> Router {
+    Router::new()
+        .route("/webhooks/zoho/{source}/{secret}", get(validate).post(deliver))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(AppState { handler })
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+}
+
+fn count(state: &AppState, source: &str, status: StatusCode) {
+    let source = if state.handler.knows(source) { source.to_owned() } else { "unknown".to_owned() };
+    metrics::counter!(WEBHOOK_REQUESTS_TOTAL, "source" => source, "status" => status.as_u16().to_string())
+        .increment(1);
+}
+
+async fn validate(State(state): State<AppState>, Path((source, secret)): Path<(String, String)>) -> Response {
+    let status =
+        if state.handler.authorised(&source, &secret) { StatusCode::OK } else { StatusCode::NOT_FOUND };
+    count(&state, &source, status);
+    (status, if status == StatusCode::OK { "ok\n" } else { "not found\n" }).into_response()
+}
+
+async fn deliver(
+    State(state): State<AppState>,
+    Path((source, secret)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let (status, message) = answer(&state, &source, &secret, headers, body).await;
+    count(&state, &source, status);
+    if status != StatusCode::OK {
+        tracing::debug!(source = %source, status = status.as_u16(), reason = %message, "Webhook delivery refused.");
+    }
+    (status, message).into_response()
+}
+
+async fn answer(
+    state: &AppState,
+    source: &str,
+    secret: &str,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> (StatusCode, String) {
+    if !state.handler.authorised(source, secret) {
+        return (StatusCode::NOT_FOUND, "not found\n".into());
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => return (rejection.status(), format!("{}\n", rejection.body_text())),
+    };
+    if !state.handler.accepting() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into());
+    }
+    let jwt = headers.get("x-zdesk-jwt").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let work = state.handler.handle(source.to_owned(), Delivery { body, jwt });
+    match tokio::time::timeout(DEADLINE, work).await {
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "commit did not finish in time\n".into()),
+        Ok(Verdict::Accepted) => (StatusCode::OK, "ok\n".into()),
+        Ok(Verdict::Malformed(m)) => (StatusCode::BAD_REQUEST, format!("{m}\n")),
+        Ok(Verdict::Unauthorized(m)) => (StatusCode::UNAUTHORIZED, format!("{m}\n")),
+        Ok(Verdict::Forbidden(m)) => (StatusCode::FORBIDDEN, format!("{m}\n")),
+        Ok(Verdict::Unavailable(m)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{m}\n")),
+    }
+}
+
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, WebhookServerError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|source| WebhookServerError::Bind { addr, source })
+}
+
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> Result<(), WebhookServerError> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .map_err(WebhookServerError::Serve)
+}

@@ -1,0 +1,148 @@
+//! The ordering guard: per key, the newest Desk version the source has committed, so an older version can
+//! never overwrite a newer one. A snapshot page read before a webhook update (or delete) was committed is
+//! dropped instead of rolling the record back; a duplicate or out-of-order webhook delivery is dropped too.
+//!
+//! Versions are Desk `modifiedTime` (or the event time when a payload has none), in epoch ms. Memory is
+//! bounded: past `capacity` keys the oldest-inserted are forgotten, which only weakens the guard for keys
+//! idle that long.
+
+use crate::change::{ChangeEvent, Op, record_time_ms};
+use crate::zoho::module::Module;
+use std::collections::{HashMap, VecDeque};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    version: i64,
+    deleted: bool,
+}
+
+#[derive(Debug)]
+pub struct OrderingGuard {
+    seen: HashMap<(Module, String), Seen>,
+    order: VecDeque<(Module, String)>,
+    capacity: usize,
+}
+
+/// The version an event carries: the record's `modifiedTime`, or for a delete the time it happened.
+pub fn version_of(event: &ChangeEvent) -> i64 {
+    match event.op {
+        Op::Delete => {
+            let last = event.before.as_ref().and_then(record_time_ms).unwrap_or(i64::MIN);
+            event.source_ts_ms.max(last)
+        }
+        _ => event.after.as_ref().and_then(record_time_ms).unwrap_or(event.source_ts_ms),
+    }
+}
+
+impl OrderingGuard {
+    pub fn new(capacity: usize) -> Self {
+        Self { seen: HashMap::new(), order: VecDeque::new(), capacity: capacity.max(1) }
+    }
+
+    /// Whether `event` is newer than what was committed for its key.
+    pub fn admits(&self, event: &ChangeEvent) -> bool {
+        let Some(seen) = self.seen.get(&(event.module, event.id.clone())) else { return true };
+        let v = version_of(event);
+        match event.op {
+            // A snapshot read never overrides anything the stream committed at or after its version.
+            Op::Read => v > seen.version,
+            // A delete wins unless the record was already deleted (a duplicate delivery).
+            Op::Delete => !seen.deleted || v > seen.version,
+            Op::Create | Op::Update => v > seen.version,
+        }
+    }
+
+    /// Records a committed event.
+    pub fn committed(&mut self, event: &ChangeEvent) {
+        let key = (event.module, event.id.clone());
+        let v = version_of(event);
+        let entry = Seen { version: v, deleted: event.op == Op::Delete };
+        match self.seen.get_mut(&key) {
+            Some(s) => {
+                if v >= s.version || entry.deleted {
+                    *s = Seen { version: v.max(s.version), deleted: entry.deleted };
+                }
+            }
+            None => {
+                self.seen.insert(key.clone(), entry);
+                self.order.push_back(key);
+                while self.order.len() > self.capacity {
+                    if let Some(old) = self.order.pop_front() {
+                        self.seen.remove(&old);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ev(op: Op, modified: Option<&str>, ts: i64) -> ChangeEvent {
+        let rec =
+            modified.map(|m| json!({"id": "1", "modifiedTime": m}).as_object().cloned().unwrap_or_default());
+        ChangeEvent {
+            module: Module::Tickets,
+            id: "1".into(),
+            op,
+            before: if op == Op::Delete { rec.clone() } else { None },
+            after: if op == Op::Delete { None } else { rec },
+            source_ts_ms: ts,
+            snapshot: None,
+            event_type: None,
+            position: None,
+        }
+    }
+
+    const T1: &str = "2026-01-01T00:00:01.000Z";
+    const T2: &str = "2026-01-01T00:00:02.000Z";
+
+    #[test]
+    fn stale_snapshot_read_loses_to_a_committed_update() {
+        let mut g = OrderingGuard::new(10);
+        g.committed(&ev(Op::Update, Some(T2), 0));
+        assert!(!g.admits(&ev(Op::Read, Some(T1), 0)));
+        assert!(!g.admits(&ev(Op::Read, Some(T2), 0)));
+    }
+
+    #[test]
+    fn duplicate_and_out_of_order_updates_are_dropped() {
+        let mut g = OrderingGuard::new(10);
+        g.committed(&ev(Op::Update, Some(T2), 0));
+        assert!(!g.admits(&ev(Op::Update, Some(T2), 0)));
+        assert!(!g.admits(&ev(Op::Update, Some(T1), 0)));
+    }
+
+    #[test]
+    fn delete_beats_older_reads_and_is_not_repeated() {
+        let mut g = OrderingGuard::new(10);
+        g.committed(&ev(Op::Read, Some(T1), 0));
+        let del = ev(Op::Delete, None, 1_767_225_602_000);
+        assert!(g.admits(&del));
+        g.committed(&del);
+        assert!(!g.admits(&ev(Op::Read, Some(T1), 0)));
+        assert!(!g.admits(&del));
+    }
+
+    #[test]
+    fn capacity_bounds_memory() {
+        let mut g = OrderingGuard::new(2);
+        for id in ["a", "b", "c"] {
+            let mut e = ev(Op::Read, Some(T1), 0);
+            e.id = id.into();
+            g.committed(&e);
+        }
+        assert_eq!(g.len(), 2);
+    }
+}

@@ -1,0 +1,203 @@
+//! The webhook stream of each source: verifies a delivery, maps its events to changes, and commits them
+//! (one transaction per delivery in exactly-once mode) before the service URL answers 200.
+
+use super::commit::CommitError;
+use super::source::SourceRuntime;
+use crate::change::{ChangeEvent, Op, record_time_ms};
+use crate::http::webhook::{Delivery, DeliveryHandler, Verdict};
+use crate::kafka::producer::{ProduceError, TxProducer};
+use crate::metrics::{MILLISECONDS_BEHIND_SOURCE, WEBHOOK_EVENTS_TOTAL};
+use crate::secret::Secret;
+use crate::zoho::catalog;
+use crate::zoho::client::DeskClient;
+use crate::zoho::jwks::JwksVerifier;
+use crate::zoho::webhook::{self, Delivery as Parsed, Hint};
+use futures::future::BoxFuture;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// One source's stream.
+pub struct StreamSource {
+    pub runtime: Arc<SourceRuntime>,
+    pub desk: DeskClient,
+    pub producer: TxProducer,
+    pub secret: Secret,
+    /// `None` when `verify_jwt = false`.
+    pub verifier: Option<JwksVerifier>,
+    /// The registered subscription's id, once known, so the JWT audience can be checked exactly.
+    pub webhook_id: RwLock<Option<String>>,
+}
+
+impl StreamSource {
+    fn name(&self) -> &str {
+        self.runtime.name()
+    }
+
+    async fn handle(self: Arc<Self>, delivery: Delivery) -> Verdict {
+        let org = self.runtime.settings.org_id.clone();
+        let parsed = match webhook::parse_delivery(&delivery.body, &org) {
+            Ok(p) => p,
+            Err(e) if e.status() == 403 => return Verdict::Forbidden(e.to_string()),
+            Err(e) => return Verdict::Malformed(e.to_string()),
+        };
+        // Deliveries carry records, so they must be signed by Desk. Workflow notifications carry only
+        // hints, and the record is then fetched from Desk itself, so the secret URL is enough for them.
+        if let (Parsed::Events(_), Some(verifier)) = (&parsed, &self.verifier) {
+            let Some(token) = delivery.jwt.as_deref() else {
+                return Verdict::Unauthorized("missing X-ZDesk-JWT".into());
+            };
+            let aud = self.webhook_id.read().ok().and_then(|w| w.clone());
+            if let Err(e) = verifier.verify(token, &org, aud.as_deref()).await {
+                return Verdict::Unauthorized(e.to_string());
+            }
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        let changes = match parsed {
+            Parsed::Events(events) => {
+                for ev in &events {
+                    metrics::counter!(WEBHOOK_EVENTS_TOTAL, "source" => self.name().to_owned(),
+                        "event_type" => webhook::event_type_label(&ev.event_type))
+                    .increment(1);
+                }
+                let mapped = webhook::map_events(&events, now);
+                if !mapped.skipped.is_empty() {
+                    tracing::debug!(
+                        source = self.name(),
+                        skipped = mapped.skipped.len(),
+                        "Skipped webhook events of types the bridge does not load."
+                    );
+                }
+                mapped.changes
+            }
+            Parsed::Notification(hints) => match self.fetch_hints(&hints).await {
+                Ok(c) => c,
+                Err(message) => return Verdict::Unavailable(message),
+            },
+        };
+        let (changes, unselected): (Vec<ChangeEvent>, Vec<ChangeEvent>) =
+            changes.into_iter().partition(|c| self.runtime.modules.contains(&c.module));
+        if !unselected.is_empty() {
+            tracing::debug!(
+                source = self.name(),
+                count = unselected.len(),
+                "Skipped webhook events of modules not selected."
+            );
+        }
+        let lags: Vec<(crate::zoho::module::Module, i64)> =
+            changes.iter().map(|c| (c.module, now - c.source_ts_ms)).collect();
+        // Commit in its own task: if the HTTP deadline passes, the transaction still finishes (or aborts)
+        // cleanly instead of being cut off half-way.
+        let this = self.clone();
+        let commit =
+            tokio::spawn(
+                async move { this.runtime.writer.commit(&this.producer, changes, Vec::new()).await },
+            );
+        match commit.await {
+            Ok(Ok(_)) => {
+                for (module, lag) in lags {
+                    metrics::gauge!(MILLISECONDS_BEHIND_SOURCE, "source" => self.name().to_owned(), "module" => module.name())
+                        .set(lag.max(0) as f64);
+                }
+                Verdict::Accepted
+            }
+            Ok(Err(CommitError::Produce(ProduceError::Fenced(id)))) => {
+                tracing::error!(source = self.name(), transactional_id = %id, "Another bridge instance took over this source's stream; refusing deliveries.");
+                Verdict::Unavailable("another instance owns this source".into())
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(source = self.name(), %error, "Webhook delivery not committed; answering 503.");
+                Verdict::Unavailable("Kafka unavailable".into())
+            }
+            Err(_) => Verdict::Unavailable("commit task failed".into()),
+        }
+    }
+
+    /// Workflow notifications name a record; its current state comes from Desk (through the quota guard).
+    async fn fetch_hints(&self, hints: &[Hint]) -> Result<Vec<ChangeEvent>, String> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut out = Vec::with_capacity(hints.len());
+        for hint in hints {
+            let spec = catalog::spec(hint.module);
+            let found = self.desk.get_by_id(spec.path, &hint.id, &[]).await.map_err(|e| e.to_string())?;
+            let change = match found {
+                Some(serde_json::Value::Object(record)) => ChangeEvent {
+                    module: hint.module,
+                    id: hint.id.clone(),
+                    op: Op::Update,
+                    source_ts_ms: record_time_ms(&record).unwrap_or(now),
+                    before: None,
+                    after: Some(record),
+                    snapshot: None,
+                    event_type: Some("Workflow_Notification".into()),
+                    position: Some("workflow".into()),
+                },
+                // Gone from Desk: the notification reported its deletion.
+                _ => ChangeEvent {
+                    module: hint.module,
+                    id: hint.id.clone(),
+                    op: Op::Delete,
+                    source_ts_ms: now,
+                    before: Some(serde_json::Map::from_iter([(
+                        "id".to_owned(),
+                        serde_json::Value::String(hint.id.clone()),
+                    )])),
+                    after: None,
+                    snapshot: None,
+                    event_type: Some("Workflow_Notification".into()),
+                    position: Some("workflow".into()),
+                },
+            };
+            out.push(change);
+        }
+        Ok(out)
+    }
+}
+
+/// The service URL's handler for every source.
+pub struct StreamHandler {
+    sources: HashMap<String, Arc<StreamSource>>,
+    accepting: AtomicBool,
+}
+
+impl StreamHandler {
+    pub fn new(sources: Vec<Arc<StreamSource>>) -> Self {
+        Self {
+            sources: sources.into_iter().map(|s| (s.name().to_owned(), s)).collect(),
+            accepting: AtomicBool::new(true),
+        }
+    }
+
+    /// Stops intake (new deliveries get 503) before shutdown drains.
+    pub fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::SeqCst);
+    }
+
+    pub fn source(&self, name: &str) -> Option<&Arc<StreamSource>> {
+        self.sources.get(name)
+    }
+}
+
+impl DeliveryHandler for StreamHandler {
+    fn authorised(&self, source: &str, secret: &str) -> bool {
+        self.sources.get(source).is_some_and(|s| s.secret.ct_eq(secret))
+    }
+
+    fn knows(&self, source: &str) -> bool {
+        self.sources.contains_key(source)
+    }
+
+    fn handle(&self, source: String, delivery: Delivery) -> BoxFuture<'static, Verdict> {
+        let s = self.sources.get(&source).cloned();
+        Box::pin(async move {
+            match s {
+                Some(s) => s.handle(delivery).await,
+                None => Verdict::Unauthorized("unknown source".into()),
+            }
+        })
+    }
+
+    fn accepting(&self) -> bool {
+        self.accepting.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,597 @@
+//! What Desk POSTs to the service URL, parsed and mapped to [`ChangeEvent`]s. Pure functions: no I/O,
+//! no clock, no panics on any input.
+//!
+//! Two kinds of body arrive:
+//!
+//! * **Desk webhook deliveries**: a JSON array of events
+//!   `{"eventType", "orgId", "eventTime" (epoch-ms string), "payload", "prevState"?}`. Every element counts:
+//!   Desk batches several changes into one POST.
+//! * **Workflow notifications** ("Send Cliq Notification" pointed at the service URL): a JSON object with
+//!   user-written `text`. It carries no record, only a hint of which one changed; the caller fetches it by id.
+//!
+//! # The workflow-notification template
+//!
+//! Configure the workflow rule's "Send Cliq Notification" action with this message, inserting the record id
+//! with Desk's placeholder picker (the record id, the long number in the record's URL, not the ticket number):
+//!
+//! ```text
+//! zoho-desk-cdc module=tickets id=<record id placeholder>
+//! ```
+//!
+//! `module=` names the bridge module (CONTRACT §5: `tickets`, `contacts`, `accounts`, `tasks`, ...). Anything
+//! else on the line is ignored, so a human-readable text may follow. Several lines give several hints. The
+//! simulator's default text (`Ticket #${ticketNumber} ${event}: ${subject} (status ${status}, id ${id})`)
+//! is understood too: without `module=`, the first word (`Ticket`, `Contact`, ...) names the module and
+//! `id <digits>` the record.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::change::{ChangeEvent, Op, parse_desk_time, record_time_ms};
+use crate::zoho::catalog::module_for_event;
+use crate::zoho::module::Module;
+
+/// The webhook event types the bridge subscribes to and maps (CONTRACT §5). Metrics label other types
+/// `other`, so the label set stays bounded whatever a sender puts in `eventType`.
+pub const EVENT_TYPES: [&str; 29] = [
+    "Ticket_Add",
+    "Ticket_Update",
+    "Ticket_Delete",
+    "Ticket_Thread_Add",
+    "Ticket_Comment_Add",
+    "Ticket_Comment_Update",
+    "Contact_Add",
+    "Contact_Update",
+    "Contact_Delete",
+    "Account_Add",
+    "Account_Update",
+    "Account_Delete",
+    "Agent_Add",
+    "Agent_Update",
+    "Agent_Delete",
+    "Department_Add",
+    "Department_Update",
+    "Task_Add",
+    "Task_Update",
+    "Task_Delete",
+    "Call_Add",
+    "Call_Update",
+    "Call_Delete",
+    "Event_Add",
+    "Event_Update",
+    "Event_Delete",
+    "Article_Add",
+    "Article_Update",
+    "Article_Delete",
+];
+
+/// Longest record id accepted; Desk ids are 16–19 digit numbers, so this only stops abuse.
+const MAX_ID_LEN: usize = 64;
+
+/// Why a body is refused. Messages never quote the body (it holds customer data).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    /// Not JSON, or JSON of a shape Desk does not send. Answer 400.
+    #[error("malformed webhook body: {0}")]
+    Malformed(String),
+    /// An event names another Desk org than the source's. Answer 403 (Desk does not retry either way).
+    #[error("webhook event for org {got} arrived at the service URL of org {expected}")]
+    OrgMismatch { expected: String, got: String },
+    /// A workflow notification whose text holds no `module`/`id` hint (the template is not configured as
+    /// docs/webhooks.md describes). Answer 400.
+    #[error("workflow notification text has no record hint; configure the template from docs/webhooks.md")]
+    NoHint,
+}
+
+impl WebhookError {
+    /// The HTTP status the service URL answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            WebhookError::Malformed(_) | WebhookError::NoHint => 400,
+            WebhookError::OrgMismatch { .. } => 403,
+        }
+    }
+}
+
+/// One element of a Desk delivery, shape-checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeskEvent {
+    pub event_type: String,
+    pub org_id: String,
+    /// `eventTime` in epoch ms, when present and readable.
+    pub event_time_ms: Option<i64>,
+    /// The record (`{}` when Desk sent none, e.g. on event types the bridge does not map).
+    pub payload: Map<String, Value>,
+    /// Previous values of the changed fields (`*_Update` with `includePrevState`).
+    pub prev_state: Option<Map<String, Value>>,
+}
+
+/// "Record `id` of `module` changed": fetch it by id to learn how.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Hint {
+    pub module: Module,
+    /// All digits, so it is safe in a URL path.
+    pub id: String,
+}
+
+/// A parsed body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// A Desk webhook delivery. Empty for Desk's validation POST (`[]`), which is answered 200.
+    Events(Vec<DeskEvent>),
+    /// A workflow notification: at least one hint, deduplicated, in text order.
+    Notification(Vec<Hint>),
+}
+
+/// An event the bridge does not turn into a change (counted and skipped by the caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub event_type: String,
+}
+
+/// The changes of one delivery, in delivery order, and what was skipped.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Mapped {
+    pub changes: Vec<ChangeEvent>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Parses a body POSTed to the service URL of the source for org `expected_org`.
+pub fn parse_delivery(body: &[u8], expected_org: &str) -> Result<Delivery, WebhookError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| WebhookError::Malformed(format!("not JSON ({})", e.classify_name())))?;
+    match value {
+        Value::Array(items) => {
+            let events = items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| parse_event(i, item, expected_org))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Delivery::Events(events))
+        }
+        // Desk always sends an array; a lone event object is accepted as a batch of one.
+        Value::Object(o) if o.contains_key("eventType") => {
+            Ok(Delivery::Events(vec![parse_event(0, Value::Object(o), expected_org)?]))
+        }
+        Value::Object(o) => match o.get("text") {
+            Some(Value::String(text)) => {
+                let hints = parse_notification(text);
+                if hints.is_empty() { Err(WebhookError::NoHint) } else { Ok(Delivery::Notification(hints)) }
+            }
+            Some(_) => Err(WebhookError::Malformed("`text` is not a string".into())),
+            None => Err(WebhookError::Malformed("an object without `eventType` or `text`".into())),
+        },
+        _ => Err(WebhookError::Malformed("neither an array of events nor a notification object".into())),
+    }
+}
+
+trait ClassifyName {
+    fn classify_name(&self) -> &'static str;
+}
+
+impl ClassifyName for serde_json::Error {
+    fn classify_name(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Io => "I/O",
+            serde_json::error::Category::Syntax => "syntax error",
+            serde_json::error::Category::Data => "data error",
+            serde_json::error::Category::Eof => "truncated",
+        }
+    }
+}
+
+fn parse_event(index: usize, item: Value, expected_org: &str) -> Result<DeskEvent, WebhookError> {
+    let malformed = |what: &str| WebhookError::Malformed(format!("event {index}: {what}"));
+    let Value::Object(mut o) = item else {
+        return Err(malformed("not an object"));
+    };
+    let event_type = match o.remove("eventType") {
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 100 => s,
+        _ => return Err(malformed("`eventType` missing or not a string")),
+    };
+    let org_id = match o.remove("orgId") {
+        Some(Value::String(s)) => s,
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err(malformed("`orgId` missing")),
+    };
+    if org_id.trim() != expected_org {
+        return Err(WebhookError::OrgMismatch { expected: expected_org.to_owned(), got: short(&org_id) });
+    }
+    let event_time_ms = o.get("eventTime").and_then(epoch_ms);
+    let payload = match o.remove("payload") {
+        Some(Value::Object(p)) => p,
+        None | Some(Value::Null) => Map::new(),
+        Some(_) => return Err(malformed("`payload` is not an object")),
+    };
+    let prev_state = match o.remove("prevState") {
+        Some(Value::Object(p)) => Some(p),
+        None | Some(Value::Null) => None,
+        Some(_) => return Err(malformed("`prevState` is not an object")),
+    };
+    // An event we map must name its record; one that does not is refused rather than half-written.
+    if module_for_event(&event_type).is_some() && record_id(&payload).is_none() {
+        return Err(malformed("`payload.id` missing or not an id"));
+    }
+    Ok(DeskEvent { event_type, org_id, event_time_ms, payload, prev_state })
+}
+
+/// A bounded, printable excerpt of a sender-controlled string for error messages.
+fn short(s: &str) -> String {
+    s.chars().take(32).filter(|c| !c.is_control()).collect()
+}
+
+/// `eventTime`: epoch ms as a string or a number; an ISO timestamp is read too.
+fn epoch_ms(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64)),
+        Value::String(s) => {
+            let s = s.trim();
+            s.parse::<i64>().ok().or_else(|| parse_desk_time(s))
+        }
+        _ => None,
+    }
+    .filter(|ms| *ms > 0)
+}
+
+/// `payload.id` as a string (Desk sends strings; numbers are accepted).
+fn record_id(payload: &Map<String, Value>) -> Option<String> {
+    let id = match payload.get("id")? {
+        Value::String(s) => s.trim().to_owned(),
+        Value::Number(n) if n.is_u64() || n.is_i64() => n.to_string(),
+        _ => return None,
+    };
+    (!id.is_empty() && id.len() <= MAX_ID_LEN && !id.chars().any(char::is_control)).then_some(id)
+}
+
+/// A flag Desk may send as a boolean or, in some payloads, as the string "true".
+fn flag(payload: &Map<String, Value>, key: &str) -> bool {
+    match payload.get(key) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
+/// The metric label of an event type: itself when it is one of [`EVENT_TYPES`], else `other`.
+pub fn event_type_label(event_type: &str) -> &'static str {
+    EVENT_TYPES.iter().find(|t| **t == event_type).copied().unwrap_or("other")
+}
+
+/// Maps a delivery's events to changes. `received_ms` is the fallback `source_ts_ms` for an event that
+/// carries neither `eventTime` nor a record timestamp (a `*_Delete` with only `{id}` and no time).
+pub fn map_events(events: &[DeskEvent], received_ms: i64) -> Mapped {
+    let mut out = Mapped::default();
+    for ev in events {
+        match map_event(ev, received_ms) {
+            Some(change) => out.changes.push(change),
+            None => out.skipped.push(Skipped { event_type: ev.event_type.clone() }),
+        }
+    }
+    out
+}
+
+/// One event as a change; `None` for event types the bridge does not load.
+pub fn map_event(ev: &DeskEvent, received_ms: i64) -> Option<ChangeEvent> {
+    let module = module_for_event(&ev.event_type)?;
+    let id = record_id(&ev.payload)?;
+    let action = ev.event_type.rsplit('_').next().unwrap_or_default();
+    let payload = ev.payload.clone();
+    let overlaid = ev.prev_state.as_ref().map(|prev| overlay(&payload, prev));
+    let (op, before, after) = match action {
+        "Add" => (Op::Create, None, Some(payload)),
+        "Delete" => (Op::Delete, Some(payload), None),
+        // The "IsDel" form: an update that moves the record to the trash or flags it deleted.
+        _ if flag(&payload, "isDeleted") || flag(&payload, "isTrashed") => {
+            (Op::Delete, Some(overlaid.unwrap_or(payload)), None)
+        }
+        _ => (Op::Update, overlaid, Some(payload)),
+    };
+    let source_ts_ms = ev
+        .event_time_ms
+        .or_else(|| after.as_ref().and_then(record_time_ms))
+        .or_else(|| before.as_ref().and_then(record_time_ms))
+        .unwrap_or(received_ms);
+    Some(ChangeEvent {
+        module,
+        id,
+        op,
+        before,
+        after,
+        source_ts_ms,
+        snapshot: None,
+        event_type: Some(ev.event_type.clone()),
+        position: None,
+    })
+}
+
+/// `after` with `prev` laid over it: the record as it was before the update. Nested objects (`cf`) are
+/// merged key by key, since Desk's prevState lists only the changed keys of them.
+pub fn overlay(after: &Map<String, Value>, prev: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = after.clone();
+    for (k, pv) in prev {
+        let merged = match (out.get(k), pv) {
+            (Some(Value::Object(a)), Value::Object(p)) => Value::Object(overlay(a, p)),
+            _ => pv.clone(),
+        };
+        out.insert(k.clone(), merged);
+    }
+    out
+}
+
+/// The hints in a workflow notification's text (see the module docs for the template).
+pub fn parse_notification(text: &str) -> Vec<Hint> {
+    let mut seen = BTreeMap::new();
+    let mut hints = Vec::new();
+    // Texts are user-written and unbounded; only the first lines are worth reading.
+    for line in text.lines().take(100) {
+        let Some(id) = find_id(line) else { continue };
+        let Some(module) = explicit_module(line).or_else(|| leading_module(line)) else { continue };
+        let hint = Hint { module, id };
+        if seen.insert(hint.clone(), ()).is_none() {
+            hints.push(hint);
+        }
+    }
+    hints
+}
+
+/// `module=<name>` anywhere in the line.
+fn explicit_module(line: &str) -> Option<Module> {
+    line.split_whitespace()
+        .find_map(|tok| tok.strip_prefix("module="))
+        .and_then(|name| name.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '_').parse().ok())
+}
+
+/// The first word as a record kind (`Ticket #12 updated ...`).
+fn leading_module(line: &str) -> Option<Module> {
+    let word: String = line.trim_start().chars().take_while(char::is_ascii_alphabetic).collect();
+    match word.to_ascii_lowercase().as_str() {
+        "ticket" | "tickets" => Some(Module::Tickets),
+        "contact" | "contacts" => Some(Module::Contacts),
+        "account" | "accounts" => Some(Module::Accounts),
+        "task" | "tasks" => Some(Module::Tasks),
+        "call" | "calls" => Some(Module::Calls),
+        "event" | "events" => Some(Module::Events),
+        "article" | "articles" => Some(Module::Articles),
+        "agent" | "agents" => Some(Module::Agents),
+        "department" | "departments" => Some(Module::Departments),
+        "product" | "products" => Some(Module::Products),
+        "contract" | "contracts" => Some(Module::Contracts),
+        _ => None,
+    }
+}
+
+/// The record id after a standalone `id` word: `id=123`, `id: 123`, `id 123`.
+fn find_id(line: &str) -> Option<String> {
+    let bytes = line.as_bytes();
+    let lower = line.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(pos) = lower.get(from..).and_then(|rest| rest.find("id")) {
+        let start = from + pos;
+        from = start + 2;
+        let word_start = start == 0 || !bytes[start - 1].is_ascii_alphanumeric();
+        if !word_start {
+            continue;
+        }
+        let rest = &line[start + 2..];
+        let rest = rest.strip_prefix(['=', ':']).unwrap_or(rest).trim_start_matches([' ', '\t', ':']);
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let after = rest[digits.len()..].chars().next();
+        if !digits.is_empty()
+            && digits.len() <= MAX_ID_LEN
+            && !after.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Some(digits);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use serde_json::json;
+
+    const ORG: &str = "60000000001";
+
+    fn events(v: Value) -> Vec<DeskEvent> {
+        match parse_delivery(v.to_string().as_bytes(), ORG).unwrap() {
+            Delivery::Events(e) => e,
+            other => panic!("not events: {other:?}"),
+        }
+    }
+
+    fn one(v: Value) -> ChangeEvent {
+        let evs = events(json!([v]));
+        let m = map_events(&evs, 7);
+        assert!(m.skipped.is_empty(), "{m:?}");
+        m.changes.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn garbage_is_malformed_and_never_panics() {
+        let inputs: &[&[u8]] = &[
+            b"",
+            b"   ",
+            b"not json",
+            b"{",
+            b"[",
+            b"[1,2]",
+            b"[null]",
+            b"\"text\"",
+            b"42",
+            b"null",
+            b"[{\"eventType\": 5}]",
+            b"[{\"eventType\": \"Ticket_Add\"}]",
+            b"[{\"eventType\": \"Ticket_Add\", \"orgId\": \"60000000001\", \"payload\": []}]",
+            b"[{\"eventType\": \"Ticket_Add\", \"orgId\": \"60000000001\", \"payload\": {\"id\": {}}}]",
+            b"[{\"eventType\": \"Ticket_Add\", \"orgId\": \"60000000001\", \"payload\": {\"id\": \"\"}}]",
+            b"[{\"eventType\": \"Ticket_Update\", \"orgId\": \"60000000001\", \"payload\": {\"id\": \"1\"}, \"prevState\": 3}]",
+            b"{\"text\": 5}",
+            b"\xff\xfe",
+        ];
+        for body in inputs {
+            let err = parse_delivery(body, ORG).unwrap_err();
+            assert!(matches!(err, WebhookError::Malformed(_)), "{body:?}: {err:?}");
+            assert_eq!(err.status(), 400);
+        }
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(parse_delivery(deep.as_bytes(), ORG).is_err());
+    }
+
+    #[test]
+    fn empty_array_is_the_validation_post() {
+        assert_eq!(parse_delivery(b"[]", ORG).unwrap(), Delivery::Events(vec![]));
+        assert_eq!(map_events(&[], 0), Mapped::default());
+    }
+
+    #[test]
+    fn object_without_text_is_malformed_and_text_without_hint_is_no_hint() {
+        let e = parse_delivery(br#"{"message": "hi"}"#, ORG).unwrap_err();
+        assert!(matches!(e, WebhookError::Malformed(_)));
+        let e = parse_delivery(br#"{"text": "Something happened"}"#, ORG).unwrap_err();
+        assert_eq!(e, WebhookError::NoHint);
+        assert_eq!(e.status(), 400);
+    }
+
+    #[test]
+    fn other_org_is_refused_for_any_element() {
+        let body = json!([
+            {"eventType": "Ticket_Add", "orgId": ORG, "eventTime": "1", "payload": {"id": "1"}},
+            {"eventType": "Ticket_Add", "orgId": "999", "eventTime": "1", "payload": {"id": "2"}},
+        ]);
+        let e = parse_delivery(body.to_string().as_bytes(), ORG).unwrap_err();
+        assert_eq!(e, WebhookError::OrgMismatch { expected: ORG.into(), got: "999".into() });
+        assert_eq!(e.status(), 403);
+        // orgId as a number is the same org.
+        let ok = json!([{"eventType": "Ticket_Add", "orgId": 60000000001u64, "payload": {"id": "1"}}]);
+        assert_eq!(events(ok).len(), 1);
+    }
+
+    #[test]
+    fn every_element_of_a_batch_is_mapped() {
+        let evs = events(json!([
+            {"eventType": "Ticket_Add", "orgId": ORG, "eventTime": "1000", "payload": {"id": "1", "subject": "a"}},
+            {"eventType": "Contact_Update", "orgId": ORG, "eventTime": "2000", "payload": {"id": "2"}},
+            {"eventType": "IM_Message_Add", "orgId": ORG, "eventTime": "3000", "payload": {"x": 1}},
+            {"eventType": "Task_Delete", "orgId": ORG, "eventTime": "4000", "payload": {"id": "3"}},
+        ]));
+        let m = map_events(&evs, 0);
+        let got: Vec<(Module, &str, &str)> =
+            m.changes.iter().map(|c| (c.module, c.id.as_str(), c.op.code())).collect();
+        assert_eq!(
+            got,
+            vec![(Module::Tickets, "1", "c"), (Module::Contacts, "2", "u"), (Module::Tasks, "3", "d")]
+        );
+        assert_eq!(m.skipped, vec![Skipped { event_type: "IM_Message_Add".into() }]);
+        assert_eq!(event_type_label("IM_Message_Add"), "other");
+        assert_eq!(event_type_label("Ticket_Add"), "Ticket_Add");
+    }
+
+    #[test]
+    fn numbers_as_strings_and_strings_as_numbers() {
+        let c = one(json!({"eventType": "Ticket_Add", "orgId": ORG, "eventTime": 1618493667780u64,
+                           "payload": {"id": 1892000000042001u64}}));
+        assert_eq!(c.id, "1892000000042001");
+        assert_eq!(c.source_ts_ms, 1618493667780);
+        let c = one(json!({"eventType": "Ticket_Add", "orgId": ORG, "eventTime": " 1618493667780 ",
+                           "payload": {"id": "1892000000042001"}}));
+        assert_eq!(c.source_ts_ms, 1618493667780);
+        // Unreadable eventTime: the record's modifiedTime, else the receive time.
+        let c = one(json!({"eventType": "Ticket_Add", "orgId": ORG, "eventTime": "soon",
+                           "payload": {"id": "1", "modifiedTime": "1970-01-01T00:00:05.000Z"}}));
+        assert_eq!(c.source_ts_ms, 5000);
+        let c = one(json!({"eventType": "Ticket_Delete", "orgId": ORG, "payload": {"id": "1"}}));
+        assert_eq!(c.source_ts_ms, 7);
+    }
+
+    #[test]
+    fn update_before_is_after_overlaid_with_nested_prev_state() {
+        let c = one(json!({
+            "eventType": "Ticket_Update", "orgId": ORG, "eventTime": "10",
+            "payload": {"id": "1", "status": "Closed", "priority": "High",
+                        "cf": {"cf_a": "new", "cf_b": "same"}, "assignee": null},
+            "prevState": {"status": "Open", "cf": {"cf_a": "old"}, "assignee": {"id": "9"}}
+        }));
+        assert_eq!(c.op, Op::Update);
+        assert_eq!(c.event_type.as_deref(), Some("Ticket_Update"));
+        let before = Value::Object(c.before.unwrap());
+        assert_eq!(
+            before,
+            json!({"id": "1", "status": "Open", "priority": "High",
+                   "cf": {"cf_a": "old", "cf_b": "same"}, "assignee": {"id": "9"}})
+        );
+        assert_eq!(c.after.unwrap()["status"], "Closed");
+        // No prevState: the before-image is unknown.
+        let c = one(json!({"eventType": "Agent_Update", "orgId": ORG, "payload": {"id": "1"}}));
+        assert_eq!((c.op, c.before, c.module), (Op::Update, None, Module::Agents));
+    }
+
+    #[test]
+    fn deletes_both_ways() {
+        let c = one(json!({"eventType": "Contact_Delete", "orgId": ORG, "eventTime": "5",
+                           "payload": {"id": "42"}}));
+        assert_eq!((c.op, c.after.clone()), (Op::Delete, None));
+        assert_eq!(Value::Object(c.before.unwrap()), json!({"id": "42"}));
+        // The IsDel update: isTrashed (or isDeleted) flips to true.
+        let c = one(json!({"eventType": "Ticket_Update", "orgId": ORG, "eventTime": "6",
+                           "payload": {"id": "42", "isTrashed": true, "subject": "s"},
+                           "prevState": {"isTrashed": false}}));
+        assert_eq!(c.op, Op::Delete);
+        assert!(c.after.is_none());
+        assert_eq!(c.before.unwrap()["isTrashed"], false);
+        let c = one(
+            json!({"eventType": "Task_Update", "orgId": ORG, "payload": {"id": "1", "isDeleted": "true"}}),
+        );
+        assert_eq!(c.op, Op::Delete);
+        let c = one(
+            json!({"eventType": "Task_Update", "orgId": ORG, "payload": {"id": "1", "isDeleted": false}}),
+        );
+        assert_eq!(c.op, Op::Update);
+    }
+
+    #[test]
+    fn child_modules_and_unknown_types() {
+        let c = one(
+            json!({"eventType": "Ticket_Thread_Add", "orgId": ORG, "payload": {"id": "5", "ticketId": "1"}}),
+        );
+        assert_eq!((c.module, c.op), (Module::TicketThreads, Op::Create));
+        let c = one(json!({"eventType": "Ticket_Comment_Update", "orgId": ORG, "payload": {"id": "6"}}));
+        assert_eq!((c.module, c.op), (Module::TicketComments, Op::Update));
+        // Unknown types need no id and are skipped, not refused.
+        let evs = events(json!([{"eventType": "Agent_Presence_Update", "orgId": ORG}]));
+        assert_eq!(map_events(&evs, 0).skipped.len(), 1);
+    }
+
+    #[test]
+    fn notifications_parse_into_hints() {
+        let d = parse_delivery(
+            br#"{"text": "zoho-desk-cdc module=contacts id=1892000000000123 (Jane changed)"}"#,
+            ORG,
+        )
+        .unwrap();
+        assert_eq!(
+            d,
+            Delivery::Notification(vec![Hint { module: Module::Contacts, id: "1892000000000123".into() }])
+        );
+        let sim = "Ticket #101 updated: Printer id card broken (status Open, id 1892000000042001)";
+        assert_eq!(
+            parse_notification(sim),
+            vec![Hint { module: Module::Tickets, id: "1892000000042001".into() }]
+        );
+        // Several lines, duplicates dropped; a line without a module or an id is ignored.
+        let text = "module=tasks id: 7\nmodule=tasks id 7\nmodule=calls idx=8\nhello id=9\nmodule=nope id=1";
+        assert_eq!(parse_notification(text), vec![Hint { module: Module::Tasks, id: "7".into() }]);
+        assert!(parse_notification("module=tickets id=12a").is_empty());
+        assert!(parse_notification("module=tickets id=../etc").is_empty());
+        assert!(parse_notification("").is_empty());
+        // A lone event object is a one-event delivery.
+        let d = parse_delivery(
+            json!({"eventType": "Ticket_Add", "orgId": ORG, "payload": {"id": "1"}}).to_string().as_bytes(),
+            ORG,
+        )
+        .unwrap();
+        assert!(matches!(d, Delivery::Events(v) if v.len() == 1));
+    }
+}
