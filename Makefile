@@ -43,5 +43,5 @@ bench: ## Benchmarks (not implemented yet).
 chaos: ## Fuzzing and fault injection (not implemented yet).
 	@echo "make chaos: not implemented yet (issue 10)"; exit 1
 
-deploy-check: ## Validate the Kubernetes manifests offline (not implemented yet).
-	@echo "make deploy-check: not implemented yet (issue 8)"; exit 1
+deploy-check: ## Render deploy/overlays/* with kustomize and validate every object offline (Kubernetes schemas, strict).
+	@scripts/deploy-check.sh

@@ -46,5 +46,8 @@ if ! cmp -s tests/py/requirements.txt .cache/venv/.requirements 2>/dev/null; the
   cp tests/py/requirements.txt .cache/venv/.requirements
 fi
 
+echo "==> make deploy-check (kustomize render + offline Kubernetes schema validation)"
+scripts/deploy-check.sh
+
 echo "==> cargo test"
 cargo test --all-targets -- --color never

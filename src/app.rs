@@ -7,11 +7,13 @@ use crate::http::webhook;
 use crate::pipeline::progress::SourceProgress;
 use crate::pipeline::source::{SourceError, SourceRuntime};
 use crate::pipeline::stream::{StreamHandler, StreamSource};
+use crate::secret::Secret;
 use crate::zoho::client::{ClientOptions, DeskClient};
 use crate::zoho::error::ZohoError;
 use crate::zoho::jwks::JwksVerifier;
 use crate::zoho::registry::http_client;
 use crate::zoho::registry::{DeskRegistry, shared_client_warnings};
+use crate::zoho::subscription;
 use std::sync::{Arc, Mutex};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -88,7 +90,24 @@ async fn stream_source(runtime: Arc<SourceRuntime>, desk: DeskClient) -> Result<
         None
     };
     let producer = runtime.producer("stream").await?;
-    Ok(StreamSource { runtime, desk, producer, secret, verifier, webhook_id: std::sync::RwLock::new(None) })
+    Ok(StreamSource::new(runtime, desk, producer, secret, verifier))
+}
+
+/// Creates or updates the source's Desk webhook subscription (Desk validates the URL with a GET, so the
+/// webhook server must already be serving) and remembers its id for the JWT audience check.
+async fn register_subscription(stream: Arc<StreamSource>, url: Secret) {
+    let name = subscription::default_name(&stream.runtime.settings.name);
+    match subscription::register(&stream.desk, &url, &name).await {
+        Ok(reg) => {
+            tracing::info!(source = %stream.runtime.settings.name, webhook_id = %reg.subscription.id,
+                action = ?reg.action, url = %reg.subscription.redacted_url(), "Desk webhook subscription is in place.");
+            if let Ok(mut slot) = stream.webhook_id.write() {
+                *slot = Some(reg.subscription.id.clone());
+            }
+        }
+        Err(error) => tracing::error!(source = %stream.runtime.settings.name, %error,
+            "Cannot register the Desk webhook subscription; changes will arrive only through reconciliation."),
+    }
 }
 
 /// Runs the bridge until `shutdown` fires (or, with `initial_only`, until every snapshot is committed).
@@ -143,6 +162,19 @@ pub async fn run(
         webhook::router(stream_handler.clone()),
         shutdown.clone(),
     ));
+
+    for source in &settings.sources {
+        if let Some(stream) = stream_handler.source(&source.name) {
+            if source.register_webhook {
+                let url = Secret::new(crate::zoho::auth::service_url(
+                    &settings.http.public_url,
+                    &source.name,
+                    &stream.secret,
+                ));
+                tokio::spawn(register_subscription(stream.clone(), url));
+            }
+        }
+    }
 
     let mut tasks = JoinSet::new();
     for (rt, handle) in runtimes.iter().zip(&handles) {

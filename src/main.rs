@@ -77,8 +77,8 @@ fn main() -> ExitCode {
             Ok(s) => runtime().and_then(|rt| rt.block_on(check(s))),
             Err(code) => return code,
         },
-        Command::Webhooks { config, .. } => match settings(&config) {
-            Ok(_) => Err(anyhow::anyhow!("this command is not implemented yet in this build")),
+        Command::Webhooks { action, config, source } => match settings(&config) {
+            Ok(s) => runtime().and_then(|rt| rt.block_on(webhooks(s, action, source))),
             Err(code) => return code,
         },
         Command::Status { .. } => Err(anyhow::anyhow!("this command is not implemented yet in this build")),
@@ -106,6 +106,49 @@ async fn run(settings: Settings, snapshot_mode: Option<SnapshotMode>) -> anyhow:
 async fn auth(settings: Settings, source: String, code: String) -> anyhow::Result<()> {
     let outcome = zoho_desk_cdc::zoho::auth::exchange_grant_code(&settings, &source, &code).await?;
     print!("{}", outcome.message());
+    Ok(())
+}
+
+/// `register` needs the service URL to answer Desk's validation GET, so run it while the bridge runs.
+async fn webhooks(settings: Settings, action: String, source: String) -> anyhow::Result<()> {
+    use zoho_desk_cdc::zoho::{auth, client::ClientOptions, registry::DeskRegistry, subscription};
+    let src = settings.source(&source)?.clone();
+    let client = DeskRegistry::new(ClientOptions::default()).client(&src)?;
+    match action.as_str() {
+        "register" => {
+            let secret = auth::webhook_secret(&src)?.ok_or_else(|| {
+                anyhow::anyhow!("source {source} has no webhook secret: run `zoho-desk-cdc auth` first")
+            })?;
+            let url = zoho_desk_cdc::secret::Secret::new(auth::service_url(
+                &settings.http.public_url,
+                &source,
+                &secret,
+            ));
+            let reg = subscription::register(&client, &url, &subscription::default_name(&source)).await?;
+            println!(
+                "{:?}: webhook {} -> {}",
+                reg.action,
+                reg.subscription.id,
+                reg.subscription.redacted_url()
+            );
+        }
+        "list" => {
+            for s in subscription::list(&client).await? {
+                println!(
+                    "{}\t{}\t{}\t{} event types\t{}",
+                    s.id,
+                    if s.ours { "ours" } else { "other" },
+                    if s.enabled { "enabled" } else { "disabled" },
+                    s.event_types.len(),
+                    s.redacted_url()
+                );
+            }
+        }
+        _ => {
+            let removed = subscription::delete(&client).await?;
+            println!("deleted {} subscription(s) of source {source}: {}", removed.len(), removed.join(", "));
+        }
+    }
     Ok(())
 }
 

@@ -154,7 +154,7 @@ async fn timeouts_are_retried() {
 
 #[tokio::test]
 async fn simulator_threshold_exceeded_pauses_until_the_daily_reset() {
-    let sim_cfg = SimConfig { daily_credits: Some(30), ..SimConfig::default() };
+    let sim_cfg = SimConfig { daily_credits: Some(31), ..SimConfig::default() };
     let env = start(sim_cfg, Quota::default()).await;
     env.authorize().await;
     let client = env.client(quick_options());
@@ -163,7 +163,7 @@ async fn simulator_threshold_exceeded_pauses_until_the_daily_reset() {
         assert!(pager.next_page().await.unwrap().is_some());
     }
     let cursor = pager.cursor();
-    // The 11th page hits THRESHOLD_EXCEEDED: the call waits for the reset instead of failing.
+    // `auth` spent one credit on /organizations; the 11th page hits THRESHOLD_EXCEEDED: the call waits for the reset instead of failing.
     let stuck = tokio::time::timeout(Duration::from_millis(500), pager.next_page()).await;
     assert!(stuck.is_err(), "the call should be paused");
     assert_eq!(pager.cursor(), cursor, "a paused call keeps its place");
@@ -237,6 +237,7 @@ async fn mini_tickets(
 
 #[tokio::test]
 async fn threshold_exceeded_pauses_shows_in_status_and_metrics_and_resumes_without_losing_place() {
+    zoho_desk_cdc::metrics::install();
     let desk = MiniDesk {
         state: Arc::new(Mutex::new((Instant::now(), 0, 0))),
         period: Duration::from_secs(2),
@@ -307,7 +308,7 @@ async fn threshold_exceeded_pauses_shows_in_status_and_metrics_and_resumes_witho
     let expected: Vec<String> = (1001..=1095).map(|i| i.to_string()).collect();
     assert_eq!(ids, expected, "every record once, in order, across the pauses");
     let refused = desk.state.lock().unwrap().2;
-    assert!(refused >= 1 && refused <= 3, "one refused call per pause, not a retry storm: {refused}");
+    assert!((1..=3).contains(&refused), "one refused call per pause, not a retry storm: {refused}");
     let q = client.status()["quota"].clone();
     assert!(q["paused_until"].is_null(), "resumed: {q}");
     let unique: HashSet<&String> = ids.iter().collect();

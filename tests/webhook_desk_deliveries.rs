@@ -32,7 +32,8 @@ fn quick_sim() -> SimConfig {
 
 /// Registers `main`'s subscription at the receiver; returns the webhook id.
 async fn subscribe(env: &Env, rx: &Receiver) -> String {
-    let reg = subscription::register(&env.client, &rx.service_url(SECRET), &default_name("main")).await.unwrap();
+    let reg =
+        subscription::register(&env.client, &rx.service_url(SECRET), &default_name("main")).await.unwrap();
     reg.subscription.id
 }
 
@@ -134,11 +135,8 @@ fn stem(m: Module) -> &'static str {
 
 #[tokio::test]
 async fn deletes_as_is_deleted_updates_and_full_payloads_map_to_deletes() {
-    let cfg = SimConfig {
-        delete_style: DeleteStyle::Both,
-        delete_payload: DeletePayload::Full,
-        ..quick_sim()
-    };
+    let cfg =
+        SimConfig { delete_style: DeleteStyle::Both, delete_payload: DeletePayload::Full, ..quick_sim() };
     let env = start(cfg).await;
     let rx = Receiver::start().await;
     let webhook_id = subscribe(&env, &rx).await;
@@ -233,7 +231,8 @@ async fn tokens_verify_against_the_desk_jwks_and_forgeries_do_not() {
 
     // Our own key: under Desk's kid the signature fails; under our kid the key is unknown.
     let forger = Forger::new();
-    let wrong_key = forger.sign(&json!({"alg": "RS256", "typ": "JWT", "kid": signer.kid()}), &good_claims("555"));
+    let wrong_key =
+        forger.sign(&json!({"alg": "RS256", "typ": "JWT", "kid": signer.kid()}), &good_claims("555"));
     assert!(matches!(v.verify(&wrong_key, ORG, Some("555")).await, Err(JwtError::BadSignature)));
     let own_kid = forger.sign(&json!({"alg": "RS256", "kid": "attacker"}), &good_claims("555"));
     assert!(matches!(v.verify(&own_kid, ORG, Some("555")).await, Err(JwtError::UnknownKid)));
@@ -254,8 +253,12 @@ async fn tokens_verify_against_the_desk_jwks_and_forgeries_do_not() {
     let n = jwks["keys"][0]["n"].as_str().unwrap();
     let mut hs_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     hs_header.kid = Some(signer.kid().to_owned());
-    let hs = jsonwebtoken::encode(&hs_header, &good_claims("555"), &jsonwebtoken::EncodingKey::from_secret(n.as_bytes()))
-        .unwrap();
+    let hs = jsonwebtoken::encode(
+        &hs_header,
+        &good_claims("555"),
+        &jsonwebtoken::EncodingKey::from_secret(n.as_bytes()),
+    )
+    .unwrap();
     let err = v.verify(&hs, ORG, None).await.unwrap_err();
     assert!(matches!(err, JwtError::Algorithm(_)), "{err:?}");
     assert!(!err.to_string().contains(&hs), "the token is never echoed");
@@ -293,7 +296,8 @@ async fn key_rotation_refetches_the_jwks_at_a_bounded_rate() {
     let a = Forger::new();
     let b = Forger::new();
     let server = key_server(json!({"keys": [a.jwk("a")]})).await;
-    let v = JwksVerifier::new(&server.base, reqwest::Client::new()).with_min_refetch(Duration::from_millis(300));
+    let v =
+        JwksVerifier::new(&server.base, reqwest::Client::new()).with_min_refetch(Duration::from_millis(300));
     let tok = |f: &Forger, kid: &str| f.sign(&json!({"alg": "RS256", "kid": kid}), &good_claims("1"));
 
     v.verify(&tok(&a, "a"), ORG, Some("1")).await.unwrap();
@@ -311,7 +315,8 @@ async fn key_rotation_refetches_the_jwks_at_a_bounded_rate() {
     *server.keys.lock().unwrap() = json!({"keys": [b.jwk("b")]});
     tokio::time::sleep(Duration::from_millis(350)).await;
     let results: Vec<_> =
-        futures::future::join_all((0..10).map(|_| async { v.verify(&tok(&b, "b"), ORG, Some("1")).await })).await;
+        futures::future::join_all((0..10).map(|_| async { v.verify(&tok(&b, "b"), ORG, Some("1")).await }))
+            .await;
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     assert_eq!(server.fetches.load(Ordering::SeqCst), 2, "concurrent deliveries share one refetch");
     assert!(matches!(v.verify(&tok(&a, "a"), ORG, Some("1")).await, Err(JwtError::UnknownKid)));

@@ -35,6 +35,15 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// Deletes of `module` committed after sequence `seen`: (latest sequence, count, earliest event time).
+    pub async fn deletes_since(
+        &self,
+        module: crate::zoho::module::Module,
+        seen: u64,
+    ) -> (u64, u64, Option<i64>) {
+        self.guard.lock().await.deletes_since(module, seen)
+    }
+
     /// Commits `events` (filtered by the ordering guard) plus `state` records (`(key, JSON)` in the state
     /// topic) through `producer`. Returns only after Kafka acknowledged everything.
     pub async fn commit(
@@ -45,22 +54,25 @@ impl Writer {
     ) -> Result<Committed, CommitError> {
         let mut guard = self.guard.lock().await;
         let now = chrono::Utc::now().timestamp_millis();
-        let mut admitted = Vec::with_capacity(events.len());
+        let mut admitted: Vec<ChangeEvent> = Vec::with_capacity(events.len());
         let mut stale = 0;
-        // Within one batch the guard must see earlier events of the same key.
-        let mut batch_guard_updates: Vec<&ChangeEvent> = Vec::new();
-        for e in &events {
-            let newer_in_batch = batch_guard_updates.iter().any(|p| {
-                p.module == e.module
-                    && p.id == e.id
-                    && super::ordering::version_of(p) > super::ordering::version_of(e)
+        for mut e in events {
+            // Within one batch the guard must also see earlier events of the same key.
+            let superseded = admitted.iter().any(|p| {
+                let (pv, ev) = (super::ordering::version_of(p), super::ordering::version_of(&e));
+                p.module == e.module && p.id == e.id && (pv > ev || (pv == ev && p.op == e.op))
             });
-            if guard.admits(e) && !newer_in_batch {
-                admitted.push(e);
-                batch_guard_updates.push(e);
-            } else {
+            if superseded || !guard.admits(&e) {
                 stale += 1;
+                continue;
             }
+            if e.op == Op::Read && guard.knows(e.module, &e.id) {
+                // A snapshot re-read (after a rewind) that finds a newer version reports an update, so every
+                // key keeps exactly one `r`.
+                e.op = Op::Update;
+                e.snapshot = None;
+            }
+            admitted.push(e);
         }
         let mut out = Vec::with_capacity(admitted.len() + state.len() + 1);
         for e in &admitted {

@@ -10,6 +10,9 @@ pub struct SnapshotCursor {
     /// Department ids when the module is walked per department (fixed at the snapshot's first step).
     #[serde(default)]
     pub partitions: Option<Vec<String>>,
+    /// Deletes of this module the source had committed when the previous page was read.
+    #[serde(default)]
+    pub deletes_seen: u64,
     /// Index into `partitions` (sorted walk) or into the catalog's field-module list (metadata walk).
     pub part: u32,
     /// Next `from` inside the current list, partition or search window.

@@ -21,6 +21,9 @@ pub struct OrderingGuard {
     seen: HashMap<(Module, String), Seen>,
     order: VecDeque<(Module, String)>,
     capacity: usize,
+    /// Deletes committed per module (count, and the event times of the latest ones): a deletion shifts
+    /// later rows of an offset-paged list, so the snapshot re-reads from before it.
+    deletes: HashMap<Module, (u64, VecDeque<(u64, i64)>)>,
 }
 
 /// The version an event carries: the record's `modifiedTime`, or for a delete the time it happened.
@@ -36,7 +39,12 @@ pub fn version_of(event: &ChangeEvent) -> i64 {
 
 impl OrderingGuard {
     pub fn new(capacity: usize) -> Self {
-        Self { seen: HashMap::new(), order: VecDeque::new(), capacity: capacity.max(1) }
+        Self {
+            seen: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+            deletes: HashMap::new(),
+        }
     }
 
     /// Whether `event` is newer than what was committed for its key.
@@ -52,8 +60,24 @@ impl OrderingGuard {
         }
     }
 
+    /// Deletes of `module` committed after sequence number `seen`: (latest sequence, how many, earliest
+    /// event time among them).
+    pub fn deletes_since(&self, module: Module, seen: u64) -> (u64, u64, Option<i64>) {
+        let Some((count, recent)) = self.deletes.get(&module) else { return (seen, 0, None) };
+        let earliest = recent.iter().filter(|(seq, _)| *seq > seen).map(|(_, ts)| *ts).min();
+        (*count, count.saturating_sub(seen), earliest)
+    }
+
     /// Records a committed event.
     pub fn committed(&mut self, event: &ChangeEvent) {
+        if event.op == Op::Delete {
+            let (count, recent) = self.deletes.entry(event.module).or_default();
+            *count += 1;
+            recent.push_back((*count, event.source_ts_ms));
+            if recent.len() > 256 {
+                recent.pop_front();
+            }
+        }
         let key = (event.module, event.id.clone());
         let v = version_of(event);
         let entry = Seen { version: v, deleted: event.op == Op::Delete };
@@ -73,6 +97,11 @@ impl OrderingGuard {
                 }
             }
         }
+    }
+
+    /// Whether any version of the key was committed (and is still remembered).
+    pub fn knows(&self, module: Module, id: &str) -> bool {
+        self.seen.contains_key(&(module, id.to_owned()))
     }
 
     pub fn len(&self) -> usize {

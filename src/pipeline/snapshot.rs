@@ -84,12 +84,31 @@ pub async fn run_module<D: DeskPages>(
         records = cursor.records,
         "Snapshot of module starting."
     );
+    // Where recent pages started and when they were read, to re-read from before a late-reported delete.
+    let mut history: std::collections::VecDeque<(PageContext, u32, i64)> = std::collections::VecDeque::new();
     while !cursor.done {
         if shutdown.is_cancelled() {
             return Ok(cursor);
         }
         let (page, next) = match spec.walk {
-            Walk::Sorted => sorted_step(desk, module, &cursor, list_from_base).await?,
+            Walk::Sorted => {
+                let (seq, new_deletes, earliest) =
+                    sink.writer.deletes_since(module, cursor.deletes_seen).await;
+                let ctx = PageContext::of(&cursor);
+                history.retain(|(c, _, _)| *c == ctx);
+                // A deletion moved every later row one offset down: read again from the first page read
+                // after it (pages before it were not affected), and as many rows earlier as were deleted.
+                let rewind_start = earliest
+                    .and_then(|t| history.iter().find(|(_, _, at)| *at >= t - DELETE_CLOCK_SLACK_MS))
+                    .map_or(cursor.from, |(_, start, _)| *start);
+                let request_from =
+                    rewind_start.saturating_sub(u32::try_from(new_deletes).unwrap_or(u32::MAX));
+                history.push_back((ctx, cursor.from, chrono::Utc::now().timestamp_millis()));
+                if history.len() > 32 {
+                    history.pop_front();
+                }
+                sorted_step(desk, module, &cursor, list_from_base, request_from.min(cursor.from), seq).await?
+            }
             Walk::List => list_step(desk, module, &cursor, list_from_base).await?,
             Walk::FieldMetadata => fields_step(desk, module, &cursor).await?,
             Walk::Whole => whole_step(desk, module, &cursor).await?,
@@ -122,6 +141,24 @@ async fn fetch<D: DeskPages>(
     key: &str,
 ) -> Result<Page, SnapshotError> {
     desk.page(&path, query, key).await.map_err(|source| SnapshotError::Desk { module, source })
+}
+
+/// How far before a delete's event time a page may have been read and still be affected (clock skew
+/// between Desk and this host, and Desk's own commit lag).
+const DELETE_CLOCK_SLACK_MS: i64 = 2_000;
+
+/// Pages of one partition / phase / search window share offsets; history never crosses them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PageContext {
+    part: u32,
+    searching: bool,
+    window_start_ms: Option<i64>,
+}
+
+impl PageContext {
+    fn of(c: &SnapshotCursor) -> Self {
+        Self { part: c.part, searching: c.searching, window_start_ms: c.window_start_ms }
+    }
 }
 
 /// Remembers the newest `createdTime` emitted and the ids emitted at exactly that instant.
@@ -172,6 +209,8 @@ async fn sorted_step<D: DeskPages>(
     module: Module,
     cursor: &SnapshotCursor,
     base: u32,
+    request_from: u32,
+    deletes_seq: u64,
 ) -> Result<(Page, SnapshotCursor), SnapshotError> {
     let spec = catalog::spec(module);
     let mut next = cursor.clone();
@@ -193,13 +232,12 @@ async fn sorted_step<D: DeskPages>(
     if let Some(d) = &partition {
         query.push(("departmentId".into(), d.clone()));
     }
-    let limit;
+    let limit = if cursor.searching { SEARCH_MAX_LIMIT } else { spec.max_limit };
     let mut page = if cursor.searching {
-        limit = SEARCH_MAX_LIMIT;
         let start = cursor.window_start_ms.unwrap_or(0);
         query.push(("createdTimeRange".into(), format!("{},{}", iso(start), iso(cursor.upper_ms))));
         query.push(("sortBy".into(), "createdTime".into()));
-        query.push(("from".into(), cursor.from.to_string()));
+        query.push(("from".into(), request_from.to_string()));
         query.push(("limit".into(), limit.to_string()));
         let mut page = fetch(desk, module, format!("{}/search", spec.path), query, spec.records_key).await?;
         if cursor.from == 0 {
@@ -210,17 +248,17 @@ async fn sorted_step<D: DeskPages>(
         }
         page
     } else {
-        limit = spec.max_limit;
         query.extend(spec.list_query.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         query.push(("sortBy".into(), "createdTime".into()));
-        query.push(("from".into(), (base + cursor.from).to_string()));
+        query.push(("from".into(), (base + request_from).to_string()));
         query.push(("limit".into(), limit.to_string()));
-        let mut page = fetch(desk, module, spec.path.to_owned(), query, spec.records_key).await?;
-        next.prev_page_ids = page.records.iter().filter_map(id_of).collect();
-        page.records.retain(|r| !id_of(r).is_some_and(|id| cursor.prev_page_ids.contains(&id)));
-        page
+        fetch(desk, module, spec.path.to_owned(), query, spec.records_key).await?
     };
-    let fetched = u32::try_from(next_len(&page, &next, cursor)).unwrap_or(u32::MAX);
+    let fetched = u32::try_from(page.records.len()).unwrap_or(u32::MAX);
+    next.prev_page_ids = page.records.iter().filter_map(id_of).collect();
+    // Rows re-read after a rewind are dropped here (previous page) or by the ordering guard (same version).
+    page.records.retain(|r| !id_of(r).is_some_and(|id| cursor.prev_page_ids.contains(&id)));
+    next.deletes_seen = deletes_seq;
     // Creations after the snapshot start arrive as webhook events; the snapshot stops at its start.
     page.records.retain(|r| created_ms(r).is_none_or(|t| t <= cursor.upper_ms));
     if cursor.searching {
@@ -229,7 +267,7 @@ async fn sorted_step<D: DeskPages>(
     track_created(&mut next, &page.records);
     next.pages += 1;
     next.records += page.records.len() as u64;
-    let consumed = cursor.from + fetched;
+    let consumed = request_from + fetched;
     let exhausted = fetched < limit || page.count.is_some_and(|c| u64::from(consumed) >= c);
     let list_base = if cursor.searching { 0 } else { base };
     if exhausted {
@@ -257,11 +295,6 @@ async fn sorted_step<D: DeskPages>(
         next.from = consumed;
     }
     Ok((page, next))
-}
-
-/// The raw row count that decides paging (before de-duplication and the upper-bound filter).
-fn next_len(page: &Page, next: &SnapshotCursor, cursor: &SnapshotCursor) -> usize {
-    if cursor.searching { page.records.len() } else { next.prev_page_ids.len().max(page.records.len()) }
 }
 
 /// Search rows lack fields the list returns (e.g. `description`): fetch each record in full.

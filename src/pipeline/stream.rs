@@ -27,9 +27,55 @@ pub struct StreamSource {
     pub verifier: Option<JwksVerifier>,
     /// The registered subscription's id, once known, so the JWT audience can be checked exactly.
     pub webhook_id: RwLock<Option<String>>,
+    /// Whether the subscription id was already looked up (once, on the first signed delivery).
+    aud_lookup: AtomicBool,
 }
 
 impl StreamSource {
+    pub fn new(
+        runtime: Arc<SourceRuntime>,
+        desk: DeskClient,
+        producer: TxProducer,
+        secret: Secret,
+        verifier: Option<JwksVerifier>,
+    ) -> Self {
+        Self {
+            runtime,
+            desk,
+            producer,
+            secret,
+            verifier,
+            webhook_id: RwLock::new(None),
+            aud_lookup: AtomicBool::new(false),
+        }
+    }
+
+    /// With a hand-made subscription the id is learnt from Desk (one API call, only once deliveries arrive),
+    /// after which the JWT audience is checked exactly.
+    fn learn_subscription_id(self: &Arc<Self>) {
+        let known = self.webhook_id.read().map(|w| w.is_some()).unwrap_or(true);
+        if known || self.aud_lookup.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            match crate::zoho::subscription::find_ours(&this.desk).await {
+                Ok(Some(sub)) => {
+                    if let Ok(mut slot) = this.webhook_id.write() {
+                        slot.get_or_insert(sub.id);
+                    }
+                }
+                Ok(None) => tracing::info!(
+                    source = this.name(),
+                    "No Desk webhook subscription points at this source."
+                ),
+                Err(error) => {
+                    tracing::warn!(source = this.name(), %error, "Cannot list Desk webhook subscriptions.")
+                }
+            }
+        });
+    }
+
     fn name(&self) -> &str {
         self.runtime.name()
     }
@@ -48,8 +94,17 @@ impl StreamSource {
                 return Verdict::Unauthorized("missing X-ZDesk-JWT".into());
             };
             let aud = self.webhook_id.read().ok().and_then(|w| w.clone());
-            if let Err(e) = verifier.verify(token, &org, aud.as_deref()).await {
-                return Verdict::Unauthorized(e.to_string());
+            let verified = verifier.verify(token, &org, aud.as_deref()).await;
+            if verified.is_ok() {
+                self.learn_subscription_id();
+            }
+            if let Err(e) = verified {
+                // Desk's key set being unreachable is our outage, not a forged request.
+                return if e.status() == 503 {
+                    Verdict::Unavailable(e.to_string())
+                } else {
+                    Verdict::Unauthorized(e.to_string())
+                };
             }
         }
         let now = chrono::Utc::now().timestamp_millis();

@@ -157,9 +157,17 @@ fn header_u64(h: &reqwest::header::HeaderMap, name: &str) -> Option<u64> {
 /// What one attempt ended in.
 enum Attempt {
     Done(Option<Value>),
-    Retry { delay: Duration, rate_limited: bool, error: ZohoError },
+    Retry {
+        delay: Duration,
+        rate_limited: bool,
+        error: ZohoError,
+    },
     Paused,
-    Reauth,
+    /// 401: the token was refused (Desk's code and message, for when a fresh one is refused too).
+    Reauth {
+        code: String,
+        message: String,
+    },
     Fail(ZohoError),
 }
 
@@ -341,17 +349,17 @@ impl DeskClient {
                 Attempt::Done(v) => return Ok(v),
                 Attempt::Fail(e) => return Err(e),
                 Attempt::Paused => continue,
-                Attempt::Reauth if !reauthed => {
+                Attempt::Reauth { .. } if !reauthed => {
                     reauthed = true;
                     self.inner.tokens.token_rejected(&token.token).await?;
                 }
-                Attempt::Reauth => {
+                Attempt::Reauth { code, message } => {
                     return Err(ZohoError::Unauthorized {
                         source_name: self.inner.source.clone(),
                         endpoint: endpoint.to_owned(),
                         status: 401,
-                        code: "INVALID_OAUTH".into(),
-                        message: "The OAuth Token you provided is invalid.".into(),
+                        code,
+                        message,
                     });
                 }
                 Attempt::Retry { delay, rate_limited: rl, error } => {
@@ -499,7 +507,7 @@ impl DeskClient {
                     },
                 }
             }
-            (401, _) => Attempt::Reauth,
+            (401, _) => Attempt::Reauth { code, message },
             (403, "OAUTH_ORG_MISMATCH") => Attempt::Fail(ZohoError::OrgMismatch {
                 source_name,
                 org_id: inner.org_id.clone(),

@@ -233,6 +233,15 @@ async fn list_named(client: &DeskClient, name: Option<&str>) -> Result<Vec<Subsc
     Ok(items.iter().filter_map(|v| from_json(v, client.source_name(), name)).collect())
 }
 
+/// This source's subscription, if Desk has one (the first when there are several): its id lets the JWT
+/// audience be checked exactly even when the bridge does not register it itself.
+pub async fn find_ours(client: &DeskClient) -> Result<Option<Subscription>, SubscriptionError> {
+    let url_first = |s: &Subscription| !url_path(s.url.expose()).contains(&path_marker(client.source_name()));
+    let mut ours: Vec<Subscription> = list(client).await?.into_iter().filter(|s| s.ours).collect();
+    ours.sort_by_key(|s| (url_first(s), !s.enabled));
+    Ok(ours.into_iter().next())
+}
+
 /// Creates the source's subscription, or brings the existing one up to date (URL, event types,
 /// `includePrevState`, enabled). Never creates a second one; extra ones of this source are deleted.
 pub async fn register(

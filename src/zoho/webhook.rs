@@ -140,7 +140,7 @@ pub struct Mapped {
 /// Parses a body POSTed to the service URL of the source for org `expected_org`.
 pub fn parse_delivery(body: &[u8], expected_org: &str) -> Result<Delivery, WebhookError> {
     let value: Value = serde_json::from_slice(body)
-        .map_err(|e| WebhookError::Malformed(format!("not JSON ({})", e.classify_name())))?;
+        .map_err(|e| WebhookError::Malformed(format!("not JSON ({})", json_error_kind(&e))))?;
     match value {
         Value::Array(items) => {
             let events = items
@@ -166,18 +166,13 @@ pub fn parse_delivery(body: &[u8], expected_org: &str) -> Result<Delivery, Webho
     }
 }
 
-trait ClassifyName {
-    fn classify_name(&self) -> &'static str;
-}
-
-impl ClassifyName for serde_json::Error {
-    fn classify_name(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Io => "I/O",
-            serde_json::error::Category::Syntax => "syntax error",
-            serde_json::error::Category::Data => "data error",
-            serde_json::error::Category::Eof => "truncated",
-        }
+/// What kind of JSON error, without serde's excerpt of the offending input.
+fn json_error_kind(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Io => "I/O",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "data error",
+        serde_json::error::Category::Eof => "truncated",
     }
 }
 
@@ -335,11 +330,13 @@ pub fn parse_notification(text: &str) -> Vec<Hint> {
     hints
 }
 
-/// `module=<name>` anywhere in the line.
+/// `module=<name>` anywhere in the line; only modules whose records Desk serves at `/{module}/{id}`
+/// (threads and comments live under their ticket, field metadata is no record).
 fn explicit_module(line: &str) -> Option<Module> {
     line.split_whitespace()
         .find_map(|tok| tok.strip_prefix("module="))
         .and_then(|name| name.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '_').parse().ok())
+        .filter(|m| !matches!(m, Module::TicketThreads | Module::TicketComments | Module::OrganizationFields))
 }
 
 /// The first word as a record kind (`Ticket #12 updated ...`).
@@ -438,6 +435,27 @@ mod tests {
         }
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         assert!(parse_delivery(deep.as_bytes(), ORG).is_err());
+    }
+
+    #[test]
+    fn random_bytes_and_texts_never_panic() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let alphabet: Vec<char> = "id=: 0123456789módule=ticketsİ\n\u{0}[]{}\"#,".chars().collect();
+        for _ in 0..2000 {
+            let len = (next() % 64) as usize;
+            let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let _ = parse_delivery(&bytes, ORG);
+            let text: String =
+                (0..len).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect();
+            let _ = parse_notification(&text);
+            let _ = parse_delivery(json!({"text": text}).to_string().as_bytes(), ORG);
+        }
     }
 
     #[test]
@@ -584,6 +602,7 @@ mod tests {
         let text = "module=tasks id: 7\nmodule=tasks id 7\nmodule=calls idx=8\nhello id=9\nmodule=nope id=1";
         assert_eq!(parse_notification(text), vec![Hint { module: Module::Tasks, id: "7".into() }]);
         assert!(parse_notification("module=tickets id=12a").is_empty());
+        assert!(parse_notification("module=ticket_threads id=12").is_empty());
         assert!(parse_notification("module=tickets id=../etc").is_empty());
         assert!(parse_notification("").is_empty());
         // A lone event object is a one-event delivery.

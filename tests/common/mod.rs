@@ -43,6 +43,18 @@ pub fn bridge_config(
     prefix: &str,
     extra_source: &str,
 ) -> std::path::PathBuf {
+    bridge_config_with(dir, sim_base, prefix, extra_source, 0, 0)
+}
+
+/// As [`bridge_config`], with fixed webhook and admin ports (0 = any).
+pub fn bridge_config_with(
+    dir: &std::path::Path,
+    sim_base: &str,
+    prefix: &str,
+    extra_source: &str,
+    webhook_port: u16,
+    admin_port: u16,
+) -> std::path::PathBuf {
     let text = format!(
         r#"
 [kafka]
@@ -55,9 +67,9 @@ replication_factor = 1
 url = "{registry}"
 
 [http]
-webhook_listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-public_url = "http://127.0.0.1:8080"
+webhook_listen = "127.0.0.1:{webhook_port}"
+admin_listen = "127.0.0.1:{admin_port}"
+public_url = "http://127.0.0.1:{webhook_port}"
 
 [[sources]]
 name = "main"
@@ -123,4 +135,144 @@ pub fn run_bridge(args: &[&str], timeout: std::time::Duration) -> (i32, String, 
 pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A free loopback port (bound and released; good enough for tests on one machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A long-running `zoho-desk-cdc run` child process.
+pub struct Bridge {
+    child: std::process::Child,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Bridge {
+    pub fn start(args: &[&str]) -> Self {
+        use std::io::Read;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(bridge_bin())
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        Self { child, stderr: Some(stderr) }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM (to our own child, by pid) and waits up to `timeout`; returns (exit code, stderr).
+    pub fn terminate(mut self, timeout: std::time::Duration) -> (i32, String) {
+        let _ = std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        self.wait(timeout)
+    }
+
+    /// Kills the child with SIGKILL (a crash).
+    pub fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stderr.take().map(|h| h.join().unwrap()).unwrap_or_default()
+    }
+
+    pub fn wait(&mut self, timeout: std::time::Duration) -> (i32, String) {
+        let deadline = std::time::Instant::now() + timeout;
+        let code = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status.code().unwrap_or(-1);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let err = self.stderr.take().map(|h| h.join().unwrap()).unwrap_or_default();
+                panic!("bridge did not exit within {timeout:?}\n{}", tail(&err, 40));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        (code, self.stderr.take().map(|h| h.join().unwrap()).unwrap_or_default())
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Polls `url` until it answers 2xx or `timeout` passes.
+pub async fn wait_http_ok(url: &str, timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    let http = reqwest::Client::new();
+    while std::time::Instant::now() < deadline {
+        if let Ok(r) = http.get(url).send().await {
+            if r.status().is_success() {
+                return true;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Runs tests/py/verify_topics.py and returns (success, stdout).
+pub async fn verify_topics(sim_base: &str, prefix: &str, modules: &[&str]) -> (bool, String) {
+    let py = python();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/verify_topics.py");
+    let mut args = vec![
+        script.to_owned(),
+        "--bootstrap".into(),
+        bootstrap(),
+        "--registry".into(),
+        registry_url(),
+        "--sim".into(),
+        sim_base.to_owned(),
+        "--prefix".into(),
+        prefix.to_owned(),
+        "--org".into(),
+        "60000000001".into(),
+    ];
+    args.extend(modules.iter().map(|m| (*m).to_owned()));
+    let out =
+        tokio::task::spawn_blocking(move || std::process::Command::new(py).args(&args).output().unwrap())
+            .await
+            .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Exchanges a fresh simulator grant code with `zoho-desk-cdc auth`.
+pub async fn auth(sim_base: &str, config: &str) {
+    let grant: serde_json::Value = reqwest::Client::new()
+        .post(format!("{sim_base}/_sim/grant-codes"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let code = grant["code"].as_str().unwrap().to_owned();
+    let config = config.to_owned();
+    let (rc, out, err) = tokio::task::spawn_blocking(move || {
+        run_bridge(
+            &["auth", "--config", &config, "--source", "main", "--code", &code],
+            std::time::Duration::from_secs(60),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(rc, 0, "auth failed:\n{out}\n{err}");
 }

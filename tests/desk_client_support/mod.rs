@@ -77,6 +77,8 @@ daily_credits = {credits}
 }
 
 pub async fn start(cfg: SimConfig, q: Quota) -> Env {
+    // Metrics recorded before the recorder exists are lost, so install it first.
+    zoho_desk_cdc::metrics::install();
     let org = cfg.org_id.to_string();
     let (cid, secret) = (cfg.client_id.clone(), cfg.client_secret.clone());
     let sim = Simulator::start(cfg, "127.0.0.1:0").await.unwrap();

@@ -77,7 +77,8 @@ impl Receiver {
     pub async fn wait_for(&self, prefix: &str, n: usize) -> Vec<Received> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let got: Vec<Received> = self.posts().into_iter().filter(|r| r.path.starts_with(prefix)).collect();
+            let got: Vec<Received> =
+                self.posts().into_iter().filter(|r| r.path.starts_with(prefix)).collect();
             let count: usize = got
                 .iter()
                 .map(|r| match serde_json::from_slice::<Value>(&r.body) {
@@ -108,7 +109,12 @@ async fn validate(State(log): State<Log>) -> StatusCode {
     StatusCode::OK
 }
 
-async fn collect(State(log): State<Log>, uri: axum::http::Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn collect(
+    State(log): State<Log>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let jwt = headers.get("x-zdesk-jwt").and_then(|v| v.to_str().ok()).map(str::to_owned);
     log.posts.lock().unwrap().push(Received { path: uri.path().to_owned(), body, jwt });
     StatusCode::OK
