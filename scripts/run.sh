@@ -11,6 +11,14 @@ CONFIG="${CONFIG:-config/local.toml}"
 "$SVC" registry-up
 "$SVC" sim-up
 
+# Against the simulator (which forgets its tokens when restarted): exchange a fresh grant code the way an
+# operator does once with a Self Client. The webhook secret in the credentials file is kept.
+if [[ "$CONFIG" == "config/local.toml" ]]; then
+  mkdir -p "$ROOT/.cache/state"
+  code="$(curl -sf -X POST http://127.0.0.1:8900/_sim/grant-codes -d '{}' | sed -n 's/.*"code":"\([^"]*\)".*/\1/p')"
+  "$ROOT/target/release/zoho-desk-cdc" auth --config "$CONFIG" --source main --code "$code"
+fi
+
 cat <<INFO
 
   zoho-desk-cdc is starting on $CONFIG

@@ -45,19 +45,21 @@ struct SourceHandle {
 
 struct AppProbe {
     sources: Vec<Arc<SourceHandle>>,
+    /// Set by a background check of the Kafka cluster.
+    kafka_error: Arc<Mutex<Option<String>>>,
 }
 
 impl Probe for AppProbe {
     fn ready(&self) -> Result<(), Vec<String>> {
-        let reasons: Vec<String> = self
-            .sources
-            .iter()
-            .filter_map(|s| {
+        let kafka = self.kafka_error.lock().ok().and_then(|e| e.clone()).map(|e| format!("Kafka: {e}"));
+        let reasons: Vec<String> = kafka
+            .into_iter()
+            .chain(self.sources.iter().filter_map(|s| {
                 let failed = s.error.lock().ok().and_then(|e| e.clone());
                 failed
                     .or_else(|| s.desk.tokens().blocking_error())
                     .map(|reason| format!("source {}: {reason}", s.name))
-            })
+            }))
             .collect();
         if reasons.is_empty() { Ok(()) } else { Err(reasons) }
     }
@@ -75,6 +77,27 @@ impl Probe for AppProbe {
     }
 }
 
+/// Readiness needs to know whether the cluster answers; ask it every few seconds.
+async fn watch_kafka(
+    kafka: crate::config::KafkaSettings,
+    slot: Arc<Mutex<Option<String>>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let outcome = match crate::kafka::ping(&kafka).await {
+            Ok(_) => None,
+            Err(e) => Some(e.to_string()),
+        };
+        if let Ok(mut s) = slot.lock() {
+            *s = outcome;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+        }
+    }
+}
+
 /// The stream side of one source: its producer, webhook secret and JWT verifier.
 async fn stream_source(runtime: Arc<SourceRuntime>, desk: DeskClient) -> Result<StreamSource, AppError> {
     let settings = &runtime.settings;
@@ -89,7 +112,7 @@ async fn stream_source(runtime: Arc<SourceRuntime>, desk: DeskClient) -> Result<
     } else {
         None
     };
-    let producer = runtime.producer("stream").await?;
+    let producer = runtime.stream_producer.clone();
     Ok(StreamSource::new(runtime, desk, producer, secret, verifier))
 }
 
@@ -131,7 +154,9 @@ pub async fn run(
             error: Mutex::new(None),
         }));
     }
-    let probe = Arc::new(AppProbe { sources: handles.clone() });
+    let kafka_error = Arc::new(Mutex::new(None));
+    tokio::spawn(watch_kafka(settings.kafka.clone(), kafka_error.clone(), shutdown.clone()));
+    let probe = Arc::new(AppProbe { sources: handles.clone(), kafka_error });
     let listener = admin::bind(settings.http.admin_listen).await?;
     let admin_addr = listener.local_addr().unwrap_or(settings.http.admin_listen);
     tracing::info!(addr = %admin_addr, "Admin server listening (/metrics /healthz /readyz /status).");

@@ -81,13 +81,15 @@ fn main() -> ExitCode {
             Ok(s) => runtime().and_then(|rt| rt.block_on(webhooks(s, action, source))),
             Err(code) => return code,
         },
-        Command::Status { .. } => Err(anyhow::anyhow!("this command is not implemented yet in this build")),
+        Command::Status { admin } => runtime().and_then(|rt| rt.block_on(status(admin))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            // Desk errors an operator fixes in the config or by running `auth` again exit 2.
+            let code = e.downcast_ref::<zoho_desk_cdc::zoho::error::ZohoError>().map_or(1, |z| z.exit_code());
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
     }
 }
@@ -148,6 +150,45 @@ async fn webhooks(settings: Settings, action: String, source: String) -> anyhow:
             let removed = subscription::delete(&client).await?;
             println!("deleted {} subscription(s) of source {source}: {}", removed.len(), removed.join(", "));
         }
+    }
+    Ok(())
+}
+
+/// Renders a running bridge's `/status` as a table.
+async fn status(admin: String) -> anyhow::Result<()> {
+    let url = format!("{}/status", admin.trim_end_matches('/'));
+    let doc: serde_json::Value = reqwest::get(&url)
+        .await
+        .with_context(|| format!("cannot reach the admin server at {url}"))?
+        .json()
+        .await
+        .with_context(|| format!("{url} did not answer JSON"))?;
+    println!("SOURCE     MODULE               PHASE         RECORDS   PAGES   DONE%    ETA_S  LAST ERROR");
+    for source in doc["sources"].as_array().into_iter().flatten() {
+        let name = source["name"].as_str().unwrap_or("?");
+        let quota = &source["desk"]["quota"];
+        if let Some(modules) = source["modules"].as_object() {
+            for (module, m) in modules {
+                let opt = |v: &serde_json::Value| v.as_f64().map_or("-".to_owned(), |f| format!("{f:.0}"));
+                println!(
+                    "{:<10} {:<20} {:<10} {:>10} {:>7} {:>7} {:>8}  {}",
+                    name,
+                    module,
+                    m["phase"].as_str().unwrap_or("-"),
+                    m["records"].as_u64().unwrap_or(0),
+                    m["pages"].as_u64().unwrap_or(0),
+                    opt(&m["percent"]),
+                    opt(&m["eta_s"]),
+                    m["last_error"].as_str().unwrap_or("")
+                );
+            }
+        }
+        println!(
+            "{:<10} credits remaining: {}  paused until: {}",
+            name,
+            quota["credits_remaining"],
+            quota["paused_until"].as_str().unwrap_or("-")
+        );
     }
     Ok(())
 }

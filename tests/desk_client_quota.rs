@@ -249,7 +249,9 @@ async fn threshold_exceeded_pauses_shows_in_status_and_metrics_and_resumes_witho
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let dir = tempfile::tempdir().unwrap();
-    let settings = settings_for(dir.path(), &base, "600", "1000.MOCK", "mocksecret", &Quota::default());
+    let mut settings = settings_for(dir.path(), &base, "600", "1000.MOCK", "mocksecret", &Quota::default());
+    // Its own source name: gauges are per source, and the other tests of this process use `main`.
+    settings.sources[0].name = "minidesk".into();
     let src = &settings.sources[0];
     Credentials {
         refresh_token: Secret::new("1000.mockrefresh"),
@@ -294,13 +296,14 @@ async fn threshold_exceeded_pauses_shows_in_status_and_metrics_and_resumes_witho
     assert_eq!(status["quota"]["credits_remaining"], 0);
     let text = metrics_text();
     assert!(
-        text.lines().any(
-            |l| l.starts_with("zoho_desk_cdc_api_rate_limited_total") && l.contains("threshold_exceeded")
-        ),
+        text.lines().any(|l| l.starts_with("zoho_desk_cdc_api_rate_limited_total")
+            && l.contains("minidesk")
+            && l.contains("threshold_exceeded")),
         "{text}"
     );
     assert!(
-        text.lines().any(|l| l.starts_with("zoho_desk_cdc_api_credits_remaining") && l.ends_with(" 0")),
+        text.lines().any(|l| l.starts_with("zoho_desk_cdc_api_credits_remaining{source=\"minidesk\"}")
+            && l.ends_with(" 0")),
         "{text}"
     );
 

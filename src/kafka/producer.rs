@@ -70,14 +70,15 @@ impl TxProducer {
             cfg.set("transactional.id", id).set("transaction.timeout.ms", "60000");
         }
         let producer: FutureProducer = cfg.create().map_err(ProduceError::Create)?;
-        if transactional_id.is_some() {
-            let p = producer.clone();
+        let this = Self { producer, transactional_id, source: source.to_owned(), gate: Mutex::new(()) };
+        if this.transactional_id.is_some() {
+            let p = this.producer.clone();
             tokio::task::spawn_blocking(move || p.init_transactions(TXN_TIMEOUT))
                 .await
                 .map_err(|_| ProduceError::Join)?
-                .map_err(|e| classify(e, transactional_id.as_deref()))?;
+                .map_err(|e| this.classify(e))?;
         }
-        Ok(Self { producer, transactional_id, source: source.to_owned(), gate: Mutex::new(()) })
+        Ok(this)
     }
 
     pub fn is_transactional(&self) -> bool {
@@ -101,16 +102,15 @@ impl TxProducer {
     }
 
     async fn write_locked(&self, records: Vec<OutRecord>) -> Result<(), ProduceError> {
-        let tid = self.transactional_id.as_deref();
         if self.is_transactional() {
-            self.producer.begin_transaction().map_err(|e| classify(e, tid))?;
+            self.producer.begin_transaction().map_err(|e| self.classify(e))?;
         }
         let sent = self.send_all(&records).await;
         if let Err(e) = sent {
             if self.is_transactional() {
                 self.abort().await;
             }
-            return Err(classify(e, tid));
+            return Err(self.classify(e));
         }
         if self.is_transactional() {
             let p = self.producer.clone();
@@ -121,7 +121,7 @@ impl TxProducer {
                 if !is_fatal(&e) {
                     self.abort().await;
                 }
-                return Err(classify(e, tid));
+                return Err(self.classify(e));
             }
         }
         Ok(())
@@ -160,6 +160,22 @@ impl TxProducer {
         Ok(())
     }
 
+    /// A fenced producer reports it as a fatal client error, whatever error the failed call returned
+    /// (often a purged queue), so consult that first.
+    fn classify(&self, e: KafkaError) -> ProduceError {
+        let fatal = self.producer.client().fatal_error().map(|(code, _)| code);
+        let code = fatal.or_else(|| e.rdkafka_error_code());
+        let fenced = matches!(
+            code,
+            Some(rdkafka::types::RDKafkaErrorCode::Fenced | rdkafka::types::RDKafkaErrorCode::ProducerFenced)
+        );
+        if fenced {
+            ProduceError::Fenced(self.transactional_id.clone().unwrap_or_default())
+        } else {
+            ProduceError::Unavailable(e)
+        }
+    }
+
     async fn abort(&self) {
         let p = self.producer.clone();
         match tokio::task::spawn_blocking(move || p.abort_transaction(TXN_TIMEOUT)).await {
@@ -180,16 +196,4 @@ impl TxProducer {
 
 fn is_fatal(e: &KafkaError) -> bool {
     matches!(e, KafkaError::Transaction(t) if t.is_fatal())
-}
-
-fn classify(e: KafkaError, tid: Option<&str>) -> ProduceError {
-    let fenced = matches!(
-        e.rdkafka_error_code(),
-        Some(rdkafka::types::RDKafkaErrorCode::Fenced | rdkafka::types::RDKafkaErrorCode::ProducerFenced)
-    );
-    if fenced {
-        ProduceError::Fenced(tid.unwrap_or_default().to_owned())
-    } else {
-        ProduceError::Unavailable(e)
-    }
 }

@@ -29,6 +29,9 @@ pub struct SnapshotCursor {
     /// Ids of the previous list page: a 1-based list asked from 0 repeats one record per page.
     #[serde(default)]
     pub prev_page_ids: Vec<String>,
+    /// Ids of the latest rows emitted by the sorted walk (bounded), to drop re-reads.
+    #[serde(default)]
+    pub recent_ids: Vec<String>,
     pub records: u64,
     pub pages: u64,
     pub done: bool,

@@ -147,6 +147,9 @@ async fn fetch<D: DeskPages>(
 /// between Desk and this host, and Desk's own commit lag).
 const DELETE_CLOCK_SLACK_MS: i64 = 2_000;
 
+/// Ids of the latest rows emitted, kept in the cursor (a few pages' worth; rewinds reach back less far).
+const RECENT_IDS: usize = 1_000;
+
 /// Pages of one partition / phase / search window share offsets; history never crosses them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct PageContext {
@@ -239,14 +242,7 @@ async fn sorted_step<D: DeskPages>(
         query.push(("sortBy".into(), "createdTime".into()));
         query.push(("from".into(), request_from.to_string()));
         query.push(("limit".into(), limit.to_string()));
-        let mut page = fetch(desk, module, format!("{}/search", spec.path), query, spec.records_key).await?;
-        if cursor.from == 0 {
-            page.records.retain(|r| {
-                !(created_ms(r) == cursor.window_start_ms
-                    && id_of(r).is_some_and(|id| cursor.ids_at_last_ts.contains(&id)))
-            });
-        }
-        page
+        fetch(desk, module, format!("{}/search", spec.path), query, spec.records_key).await?
     } else {
         query.extend(spec.list_query.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         query.push(("sortBy".into(), "createdTime".into()));
@@ -256,8 +252,21 @@ async fn sorted_step<D: DeskPages>(
     };
     let fetched = u32::try_from(page.records.len()).unwrap_or(u32::MAX);
     next.prev_page_ids = page.records.iter().filter_map(id_of).collect();
+    if cursor.searching && request_from == 0 {
+        // Skip what was emitted at the window's start instant before the window moved.
+        page.records.retain(|r| {
+            !(created_ms(r) == cursor.window_start_ms
+                && id_of(r).is_some_and(|id| cursor.ids_at_last_ts.contains(&id)))
+        });
+    }
     // Rows re-read after a rewind are dropped here (previous page) or by the ordering guard (same version).
-    page.records.retain(|r| !id_of(r).is_some_and(|id| cursor.prev_page_ids.contains(&id)));
+    // Rows re-read after a rewind (or a restart, when the in-memory ordering guard is empty) were emitted
+    // recently: the cursor remembers their ids, so a snapshot never emits a key twice.
+    let recent: std::collections::HashSet<&String> = cursor.recent_ids.iter().collect();
+    page.records.retain(|r| !id_of(r).is_some_and(|id| recent.contains(&id)));
+    next.recent_ids.extend(page.records.iter().filter_map(id_of));
+    let excess = next.recent_ids.len().saturating_sub(RECENT_IDS);
+    next.recent_ids.drain(..excess);
     next.deletes_seen = deletes_seq;
     // Creations after the snapshot start arrive as webhook events; the snapshot stops at its start.
     page.records.retain(|r| created_ms(r).is_none_or(|t| t <= cursor.upper_ms));

@@ -44,6 +44,10 @@ pub struct SourceRuntime {
     pub modules: Vec<Module>,
     pub writer: Writer,
     pub progress: Arc<SourceProgress>,
+    /// One producer per role; created before the state is read so an older instance is fenced first and
+    /// cannot commit past the cursor this one resumes from.
+    pub snapshot_producer: TxProducer,
+    pub stream_producer: Arc<TxProducer>,
     stored: HashMap<String, serde_json::Value>,
 }
 
@@ -86,6 +90,8 @@ impl SourceRuntime {
                 .await
                 .map_err(|error| SourceError::Schemas { source_name: name.clone(), error })?;
         }
+        let snapshot_producer = role_producer(kafka, source, "snapshot").await?;
+        let stream_producer = Arc::new(role_producer(kafka, source, "stream").await?);
         let stored = state::load(kafka, &state_topic)
             .await
             .map_err(|error| SourceError::State { source_name: name.clone(), error })?;
@@ -100,24 +106,14 @@ impl SourceRuntime {
                 guard: tokio::sync::Mutex::new(OrderingGuard::new(GUARD_CAPACITY)),
             },
             progress,
+            snapshot_producer,
+            stream_producer,
             stored,
         })
     }
 
     pub fn name(&self) -> &str {
         &self.settings.name
-    }
-
-    /// A producer for one role of this source (`snapshot`, `stream`): transactional in exactly-once mode,
-    /// with an id that fences any other instance running the same role.
-    pub async fn producer(&self, role: &str) -> Result<TxProducer, SourceError> {
-        let tid = self
-            .kafka
-            .exactly_once
-            .then(|| transactional_id(&self.kafka.topic_prefix, &self.settings.org_id, role));
-        TxProducer::connect(&self.kafka, tid, self.name())
-            .await
-            .map_err(|error| SourceError::Producer { source_name: self.name().to_owned(), error })
     }
 
     /// Loads every selected module (resuming committed cursors) until all are committed or `shutdown`
@@ -155,9 +151,8 @@ impl SourceRuntime {
         if plan.is_empty() {
             return Ok(true);
         }
-        let producer = self.producer("snapshot").await?;
-        let sink =
-            Sink { source: &name, writer: &self.writer, producer: &producer, progress: &self.progress };
+        let producer = &self.snapshot_producer;
+        let sink = Sink { source: &name, writer: &self.writer, producer, progress: &self.progress };
         let total = plan.len();
         for (i, (module, cursor)) in plan.into_iter().enumerate() {
             let result = snapshot::run_module(
@@ -186,6 +181,19 @@ impl SourceRuntime {
         producer.flush().await;
         Ok(true)
     }
+}
+
+/// A producer for one role of a source (`snapshot`, `stream`): transactional in exactly-once mode, with an
+/// id that fences any other instance running the same role.
+async fn role_producer(
+    kafka: &KafkaSettings,
+    source: &SourceSettings,
+    role: &str,
+) -> Result<TxProducer, SourceError> {
+    let tid = kafka.exactly_once.then(|| transactional_id(&kafka.topic_prefix, &source.org_id, role));
+    TxProducer::connect(kafka, tid, &source.name)
+        .await
+        .map_err(|error| SourceError::Producer { source_name: source.name.clone(), error })
 }
 
 /// Whether a module's snapshot runs in this start.

@@ -21,7 +21,7 @@ use std::sync::{Arc, RwLock};
 pub struct StreamSource {
     pub runtime: Arc<SourceRuntime>,
     pub desk: DeskClient,
-    pub producer: TxProducer,
+    pub producer: Arc<TxProducer>,
     pub secret: Secret,
     /// `None` when `verify_jwt = false`.
     pub verifier: Option<JwksVerifier>,
@@ -35,7 +35,7 @@ impl StreamSource {
     pub fn new(
         runtime: Arc<SourceRuntime>,
         desk: DeskClient,
-        producer: TxProducer,
+        producer: Arc<TxProducer>,
         secret: Secret,
         verifier: Option<JwksVerifier>,
     ) -> Self {

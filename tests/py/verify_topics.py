@@ -18,6 +18,9 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 
+TRACE = bool(__import__("os").environ.get("VERIFY_TRACE"))
+
+
 def to_desk_json(value):
     """Typed fields + cf + extra merged back into Desk's JSON shape (null == absent)."""
     out = {k: v for k, v in value.items() if k not in ("extra",) and v is not None}
@@ -60,6 +63,7 @@ def read_topic(bootstrap, registry, topic):
         if hi == 0:
             remaining.discard(p)
     view, reads, events = {}, {}, 0
+    trace = {}
     deadline = time.time() + 120
     while remaining and time.time() < deadline:
         m = c.poll(1.0)
@@ -78,11 +82,17 @@ def read_topic(bootstrap, registry, topic):
         env = val_de(m.value(), SerializationContext(topic, MessageField.VALUE))
         if env["op"] == "r":
             reads[key] = reads.get(key, 0) + 1
+        if TRACE:
+            trace.setdefault(key, []).append((env["op"], env["source"].get("position"), m.partition(), m.offset()))
         if env["op"] == "d":
             view.pop(key, None)
         else:
             view[key] = to_desk_json(env["after"])
     c.close()
+    if TRACE:
+        for k, n in reads.items():
+            if n > 1:
+                print("TRACE", topic, k, trace.get(k), file=sys.stderr)
     if remaining:
         raise RuntimeError(f"{topic}: did not reach the end of partitions {sorted(remaining)}")
     return view, reads, events
@@ -120,6 +130,8 @@ def main():
                                                   if t.get(f) != v.get(f)}}
         if missing:
             entry["missing_example"] = missing[:3]
+        if dup_reads:
+            entry["duplicate_read_example"] = [k for k, n in reads.items() if n > 1][:3]
         summary[module] = entry
     print(json.dumps({"ok": ok, "modules": summary}, sort_keys=True))
     return 0 if ok else 1
