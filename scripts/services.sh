@@ -9,7 +9,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="$ROOT/.cache"
-KAFKA_DIR="$CACHE/kafka"
+KAFKA_DIR="${KAFKA_DIR:-$CACHE/kafka}"   # overridable: tests run private brokers
+KAFKA_LIB="$CACHE/kafka/lib"
 REG_DIR="$CACHE/registry"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${CONTROLLER_PORT:-9093}"
@@ -49,20 +50,20 @@ stop_pid() {
 }
 
 kafka_fetch() {
-  if [[ -f "$KAFKA_DIR/lib/.complete" ]] && cmp -s "$ROOT/scripts/kafka/pom.xml" "$KAFKA_DIR/lib/.pom"; then
+  if [[ -f "$KAFKA_LIB/.complete" ]] && cmp -s "$ROOT/scripts/kafka/pom.xml" "$KAFKA_LIB/.pom"; then
     return 0
   fi
   log "Fetching Apache Kafka jars (scripts/kafka/pom.xml) into .cache/kafka/lib ..."
-  rm -rf "$KAFKA_DIR/lib"
-  mkdir -p "$KAFKA_DIR/lib"
+  rm -rf "$KAFKA_LIB"
+  mkdir -p "$KAFKA_LIB"
   $MVN -f "$ROOT/scripts/kafka/pom.xml" dependency:copy-dependencies \
-    -DoutputDirectory="$KAFKA_DIR/lib" -DincludeScope=runtime >&2
-  cp "$ROOT/scripts/kafka/pom.xml" "$KAFKA_DIR/lib/.pom"
-  touch "$KAFKA_DIR/lib/.complete"
+    -DoutputDirectory="$KAFKA_LIB" -DincludeScope=runtime >&2
+  cp "$ROOT/scripts/kafka/pom.xml" "$KAFKA_LIB/.pom"
+  touch "$KAFKA_LIB/.complete"
 }
 
 kafka_java() {
-  java -cp "$KAFKA_DIR/lib/*" -Dorg.slf4j.simpleLogger.defaultLogLevel=warn "$@"
+  java -cp "$KAFKA_LIB/*" -Dorg.slf4j.simpleLogger.defaultLogLevel=warn "$@"
 }
 
 kafka_up() {
@@ -107,7 +108,7 @@ PROPS
   log "Starting Kafka on 127.0.0.1:$KAFKA_PORT (log: .cache/kafka/kafka.log) ..."
   nohup java -Xms1g -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
     -Dorg.slf4j.simpleLogger.defaultLogLevel=info \
-    -cp "$KAFKA_DIR/lib/*" kafka.Kafka "$KAFKA_DIR/server.properties" \
+    -cp "$KAFKA_LIB/*" kafka.Kafka "$KAFKA_DIR/server.properties" \
     >"$KAFKA_DIR/kafka.log" 2>&1 < /dev/null &
   echo $! >"$KAFKA_DIR/kafka.pid"
   local i

@@ -317,3 +317,90 @@ async fn threshold_exceeded_pauses_shows_in_status_and_metrics_and_resumes_witho
     let unique: HashSet<&String> = ids.iter().collect();
     assert_eq!(unique.len(), 95);
 }
+
+/// Every id of `tickets`, paged `limit` at a time, from a client of `env`.
+async fn walk_tickets(client: &DeskClient, limit: u32) -> Vec<String> {
+    let mut pager = ListPager::new(client, "tickets", limit, Vec::new());
+    let mut ids = Vec::new();
+    while let Some(page) = pager.next_page().await.unwrap() {
+        ids.extend(page.into_iter().map(|r| r["id"].as_str().unwrap().to_owned()));
+    }
+    ids
+}
+
+/// The value of `zoho_desk_cdc_api_rate_limited_total` for `source` and THRESHOLD_EXCEEDED (0 if absent).
+fn threshold_exceeded_metric(source: &str) -> f64 {
+    metrics_text()
+        .lines()
+        .filter(|l| {
+            l.starts_with("zoho_desk_cdc_api_rate_limited_total")
+                && l.contains(&format!("\"{source}\""))
+                && l.contains("threshold_exceeded")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn simulator_short_day_threshold_exceeded_pauses_and_resumes_without_losing_place() {
+    const LIMIT: u32 = 20;
+    // The same seeded org without a credit limit gives the expected walk.
+    let reference = start(SimConfig::default(), Quota::default()).await;
+    reference.authorize().await;
+    let expected = walk_tickets(&reference.client(quick_options()), LIMIT).await;
+    assert_eq!(expected.len(), 120);
+
+    // 10 credits per 3-second "day": `auth` takes 1, a tickets page 3, so the 7 calls of the walk
+    // (6 pages and the closing 204) need three days.
+    let sim_cfg = SimConfig {
+        daily_credits: Some(10),
+        daily_reset: Some(Duration::from_secs(3)),
+        ..SimConfig::default()
+    };
+    let mut env = start(sim_cfg, Quota::default()).await;
+    env.authorize().await;
+    // Its own source name: gauges and counters are per source, and the other tests here use `main`.
+    env.settings.sources[0].name = "simshortday".into();
+    let before = threshold_exceeded_metric("simshortday");
+    let client = env.client(quick_options());
+    let started = Instant::now();
+    let walker = {
+        let client = client.clone();
+        tokio::spawn(async move { walk_tickets(&client, LIMIT).await })
+    };
+
+    // Wait for the pause and look at it from the outside, as /status and /metrics would.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let s = client.status();
+        if !s["quota"]["paused_until"].is_null() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "never paused: {s}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let q = &status["quota"];
+    assert_eq!(q["last_limit_error"]["code"], "THRESHOLD_EXCEEDED", "{q}");
+    assert!(q["pause_reason"].as_str().unwrap().contains("THRESHOLD_EXCEEDED"), "{q}");
+    assert_eq!(q["credits_remaining"], 0, "{q}");
+    let until: chrono::DateTime<Utc> = serde_json::from_value(q["paused_until"].clone()).unwrap();
+    let wait = until - Utc::now();
+    assert!(
+        wait <= chrono::Duration::seconds(4),
+        "paused until the short day's reset, not midnight: {until}"
+    );
+    assert!(q["rate_limited_total"].as_u64().unwrap() >= 1, "{q}");
+    assert!(threshold_exceeded_metric("simshortday") > before, "{}", metrics_text());
+
+    let ids = tokio::time::timeout(Duration::from_secs(20), walker).await.unwrap().unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(ids, expected, "every record once, in order, across the pauses");
+    let unique: HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), 120);
+    let q = client.status()["quota"].clone();
+    assert!(q["paused_until"].is_null(), "resumed: {q}");
+    let refused = env.status_count("429").await;
+    assert!((1..=4).contains(&refused), "one refused call per pause, not a retry storm: {refused}");
+    assert!(elapsed < Duration::from_secs(15), "resumed at the short day's reset: {elapsed:?}");
+    eprintln!("walk took {elapsed:?} with {refused} refused calls");
+}

@@ -75,3 +75,34 @@ async fn optional_requests_per_minute_cap() {
     let stats = env.stats().await;
     assert!(stats["status_counts"]["200"].as_u64().unwrap() >= 3);
 }
+
+#[tokio::test]
+async fn short_daily_reset_refuses_with_retry_after_then_restores_the_credits() {
+    let env = start(SimConfig {
+        daily_credits: Some(6),
+        daily_reset: Some(Duration::from_secs(2)),
+        ..SimConfig::default()
+    })
+    .await;
+    // Spend the day's credits (a list page costs 3); the next call is refused until the reset.
+    let mut refused = None;
+    // A few spare calls in case a reset falls between them.
+    for _ in 0..6 {
+        let r = env.get("tickets?limit=1").await;
+        if r.status().as_u16() == 429 {
+            refused = Some(r);
+            break;
+        }
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    let r = refused.expect("the credits should run out within the day");
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After {retry} should count to the short day's reset");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["errorCode"], "THRESHOLD_EXCEEDED");
+
+    tokio::time::sleep(Duration::from_secs(retry)).await;
+    let r = env.get("tickets?limit=1").await;
+    assert_eq!(r.status().as_u16(), 200, "credits are back after the reset");
+    assert_eq!(r.headers()["x-rate-limit-remaining-v3"], "3");
+}

@@ -52,6 +52,9 @@ struct Cli {
     /// Daily API credits (default per edition: 5000/50000/75000/100000).
     #[arg(long)]
     daily_credits: Option<u64>,
+    /// Length in seconds of the credit "day", counted from start (0 or absent: reset at UTC midnight).
+    #[arg(long)]
+    daily_reset_s: Option<u64>,
     #[arg(long, default_value_t = 1)]
     cost_detail: u64,
     /// Cost of a list or search page with from <= 2000.
@@ -194,6 +197,7 @@ fn build_config(cli: Cli) -> Result<(SimConfig, String), String> {
         requests_per_minute: cli.requests_per_minute,
         concurrency: cli.concurrency,
         daily_credits: cli.daily_credits,
+        daily_reset: cli.daily_reset_s.filter(|s| *s > 0).map(Duration::from_secs),
         costs: CostTable {
             detail: cli.cost_detail,
             list: cli.cost_list,

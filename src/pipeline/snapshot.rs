@@ -90,7 +90,9 @@ pub async fn run_module<D: DeskPages>(
         if shutdown.is_cancelled() {
             return Ok(cursor);
         }
-        let (page, next) = match spec.walk {
+        // A Desk call may wait a long time (a quota pause until the daily reset): shutdown must not wait for
+        // it. Only the fetch is abandoned; a commit is never cut off half-way.
+        let step = async { Ok::<_, SnapshotError>(match spec.walk {
             Walk::Sorted => {
                 let (seq, new_deletes, earliest) =
                     sink.writer.deletes_since(module, cursor.deletes_seen).await;
@@ -113,6 +115,10 @@ pub async fn run_module<D: DeskPages>(
             Walk::FieldMetadata => fields_step(desk, module, &cursor).await?,
             Walk::Whole => whole_step(desk, module, &cursor).await?,
             Walk::PerTicket => return Err(SnapshotError::Unsupported { module }),
+        }) };
+        let (page, next) = tokio::select! {
+            r = step => r?,
+            _ = shutdown.cancelled() => return Ok(cursor),
         };
         commit_page(sink, module, page, next.clone(), last_module).await?;
         cursor = next;

@@ -151,6 +151,8 @@ pub struct SimConfig {
     pub requests_per_minute: Option<u32>,
     pub concurrency: Option<u32>,
     pub daily_credits: Option<u64>,
+    /// Length of the credit "day", counted from simulator start; `None` (or zero): reset at UTC midnight.
+    pub daily_reset: Option<Duration>,
     pub costs: CostTable,
     /// Server time added to every API call, to make concurrency limits reachable.
     pub api_latency: Duration,
@@ -196,6 +198,7 @@ impl Default for SimConfig {
             requests_per_minute: None,
             concurrency: None,
             daily_credits: None,
+            daily_reset: None,
             costs: CostTable::default(),
             api_latency: Duration::ZERO,
             token_ttl: Duration::from_secs(3600),
@@ -228,9 +231,28 @@ impl Default for SimConfig {
 pub const DEFAULT_CLIQ_TEMPLATE: &str =
     "Ticket #${ticketNumber} ${event}: ${subject} (status ${status}, id ${id})";
 
+/// The daily credit budget and when it resets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DailyCredits {
+    pub credits: u64,
+    /// `None`: at UTC midnight; otherwise every this long since simulator start.
+    pub reset: Option<Duration>,
+}
+
+impl From<u64> for DailyCredits {
+    /// A budget that resets at UTC midnight.
+    fn from(credits: u64) -> Self {
+        Self { credits, reset: None }
+    }
+}
+
 impl SimConfig {
-    pub fn effective_daily_credits(&self) -> u64 {
-        self.daily_credits.unwrap_or_else(|| self.edition.daily_credits())
+    /// The credit budget with its reset period (a zero `daily_reset` means UTC midnight).
+    pub fn effective_daily_credits(&self) -> DailyCredits {
+        DailyCredits {
+            credits: self.daily_credits.unwrap_or_else(|| self.edition.daily_credits()),
+            reset: self.daily_reset.filter(|d| !d.is_zero()),
+        }
     }
 
     pub fn effective_concurrency(&self) -> u32 {
