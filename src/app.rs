@@ -182,11 +182,18 @@ pub async fn run(
             service_url = %format!("{}/webhooks/zoho/{}/<webhook_secret>", settings.http.public_url.trim_end_matches('/'), s.name),
             "Webhook service URL listening.");
     }
-    let webhook_task = tokio::spawn(webhook::serve(
-        webhook_listener,
-        webhook::router(stream_handler.clone()),
-        shutdown.clone(),
-    ));
+    let app = webhook::router(stream_handler.clone());
+    let webhook_task = if settings.http.tls_cert.is_empty() {
+        tokio::spawn(webhook::serve(webhook_listener, app, shutdown.clone()))
+    } else {
+        let files = webhook::TlsFiles {
+            cert: settings.http.tls_cert.clone().into(),
+            key: settings.http.tls_key.clone().into(),
+        };
+        let tls = webhook::load_tls(&files).await?;
+        tracing::info!("Serving the service URL over HTTPS.");
+        tokio::spawn(webhook::serve_tls(webhook_listener, app, tls, shutdown.clone()))
+    };
 
     for source in &settings.sources {
         if let Some(stream) = stream_handler.source(&source.name) {

@@ -28,6 +28,48 @@ pub enum WebhookServerError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("webhook server failed: {0}")]
     Serve(std::io::Error),
+    #[error("cannot load the TLS certificate {cert} / key {key} (http.tls_cert / http.tls_key): {source}")]
+    Tls { cert: String, key: String, source: std::io::Error },
+}
+
+/// PEM files for serving the service URL over HTTPS (port 443 without a proxy).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+/// Loads the certificate and key once, so a bad pair fails start-up rather than the first handshake.
+pub async fn load_tls(files: &TlsFiles) -> Result<axum_server::tls_rustls::RustlsConfig, WebhookServerError> {
+    axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key).await.map_err(|source| {
+        WebhookServerError::Tls {
+            cert: files.cert.display().to_string(),
+            key: files.key.display().to_string(),
+            source,
+        }
+    })
+}
+
+/// As [`serve`], over HTTPS.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: axum_server::tls_rustls::RustlsConfig,
+    shutdown: CancellationToken,
+) -> Result<(), WebhookServerError> {
+    let std_listener = listener.into_std().map_err(WebhookServerError::Serve)?;
+    let handle = axum_server::Handle::new();
+    let on_shutdown = handle.clone();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        on_shutdown.graceful_shutdown(Some(DEADLINE));
+    });
+    axum_server::from_tcp_rustls(std_listener, tls)
+        .map_err(WebhookServerError::Serve)?
+        .handle(handle)
+        .serve(app.into_make_service())
+        .await
+        .map_err(WebhookServerError::Serve)
 }
 
 /// One delivery as received.

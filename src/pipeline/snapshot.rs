@@ -92,30 +92,33 @@ pub async fn run_module<D: DeskPages>(
         }
         // A Desk call may wait a long time (a quota pause until the daily reset): shutdown must not wait for
         // it. Only the fetch is abandoned; a commit is never cut off half-way.
-        let step = async { Ok::<_, SnapshotError>(match spec.walk {
-            Walk::Sorted => {
-                let (seq, new_deletes, earliest) =
-                    sink.writer.deletes_since(module, cursor.deletes_seen).await;
-                let ctx = PageContext::of(&cursor);
-                history.retain(|(c, _, _)| *c == ctx);
-                // A deletion moved every later row one offset down: read again from the first page read
-                // after it (pages before it were not affected), and as many rows earlier as were deleted.
-                let rewind_start = earliest
-                    .and_then(|t| history.iter().find(|(_, _, at)| *at >= t - DELETE_CLOCK_SLACK_MS))
-                    .map_or(cursor.from, |(_, start, _)| *start);
-                let request_from =
-                    rewind_start.saturating_sub(u32::try_from(new_deletes).unwrap_or(u32::MAX));
-                history.push_back((ctx, cursor.from, chrono::Utc::now().timestamp_millis()));
-                if history.len() > 32 {
-                    history.pop_front();
+        let step = async {
+            Ok::<_, SnapshotError>(match spec.walk {
+                Walk::Sorted => {
+                    let (seq, new_deletes, earliest) =
+                        sink.writer.deletes_since(module, cursor.deletes_seen).await;
+                    let ctx = PageContext::of(&cursor);
+                    history.retain(|(c, _, _)| *c == ctx);
+                    // A deletion moved every later row one offset down: read again from the first page read
+                    // after it (pages before it were not affected), and as many rows earlier as were deleted.
+                    let rewind_start = earliest
+                        .and_then(|t| history.iter().find(|(_, _, at)| *at >= t - DELETE_CLOCK_SLACK_MS))
+                        .map_or(cursor.from, |(_, start, _)| *start);
+                    let request_from =
+                        rewind_start.saturating_sub(u32::try_from(new_deletes).unwrap_or(u32::MAX));
+                    history.push_back((ctx, cursor.from, chrono::Utc::now().timestamp_millis()));
+                    if history.len() > 32 {
+                        history.pop_front();
+                    }
+                    sorted_step(desk, module, &cursor, list_from_base, request_from.min(cursor.from), seq)
+                        .await?
                 }
-                sorted_step(desk, module, &cursor, list_from_base, request_from.min(cursor.from), seq).await?
-            }
-            Walk::List => list_step(desk, module, &cursor, list_from_base).await?,
-            Walk::FieldMetadata => fields_step(desk, module, &cursor).await?,
-            Walk::Whole => whole_step(desk, module, &cursor).await?,
-            Walk::PerTicket => return Err(SnapshotError::Unsupported { module }),
-        }) };
+                Walk::List => list_step(desk, module, &cursor, list_from_base).await?,
+                Walk::FieldMetadata => fields_step(desk, module, &cursor).await?,
+                Walk::Whole => whole_step(desk, module, &cursor).await?,
+                Walk::PerTicket => return Err(SnapshotError::Unsupported { module }),
+            })
+        };
         let (page, next) = tokio::select! {
             r = step => r?,
             _ = shutdown.cancelled() => return Ok(cursor),
