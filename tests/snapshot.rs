@@ -84,28 +84,39 @@ async fn initial_only_loads_every_module_exactly_once_with_minimal_api_calls() {
     );
 
     let modules: Vec<&str> = Module::DEFAULT.iter().map(|m| m.name()).collect();
-    let py = common::python();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/verify_topics.py");
-    let mut args = vec![
-        script.to_owned(),
-        "--bootstrap".into(),
-        common::bootstrap(),
-        "--registry".into(),
-        common::registry_url(),
-        "--sim".into(),
-        base.clone(),
-        "--prefix".into(),
-        prefix.clone(),
-        "--org".into(),
-        "60000000001".into(),
-    ];
-    args.extend(modules.iter().map(|m| (*m).to_owned()));
-    let out =
-        tokio::task::spawn_blocking(move || std::process::Command::new(py).args(&args).output().unwrap())
-            .await
-            .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{stdout}");
-    assert!(out.status.success(), "verification failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let (ok, out) = common::verify_topics(&base, &prefix, &modules).await;
+    eprintln!("{out}");
+    assert!(ok, "verification failed:\n{out}");
+    sim.stop().await.unwrap();
+}
+
+/// The opt-in child modules: threads (list per ticket plus one detail call per thread, since the list holds
+/// summaries) and comments, exactly once, equal to Desk's state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opt_in_child_modules_load_threads_and_comments() {
+    let sim = Simulator::start(SimConfig::default(), "127.0.0.1:0").await.unwrap();
+    let base = sim.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = common::unique("child").replace('-', "_");
+    let config = common::bridge_config(
+        dir.path(),
+        &base,
+        &prefix,
+        "modules = [\"ticket_threads\", \"ticket_comments\"]",
+    );
+    let config = config.to_str().unwrap().to_owned();
+    common::auth(&base, &config).await;
+    let (rc, _, err) = tokio::task::spawn_blocking(move || {
+        common::run_bridge(
+            &["run", "--config", &config, "--snapshot-mode", "initial_only"],
+            Duration::from_secs(300),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(rc, 0, "run failed:\n{}", common::tail(&err, 40));
+    let (ok, out) = common::verify_topics(&base, &prefix, &["ticket_threads", "ticket_comments"]).await;
+    eprintln!("{out}");
+    assert!(ok, "child modules differ from Desk's state");
     sim.stop().await.unwrap();
 }

@@ -52,17 +52,7 @@ impl RegistryClient {
             return Ok(id);
         }
         self.check_compatible(subject, schema).await?;
-        let url = format!("{}/subjects/{subject}/versions", self.base);
-        let resp = self
-            .http
-            .post(&url)
-            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
-            .json(&serde_json::json!({ "schema": schema, "schemaType": "AVRO" }))
-            .send()
-            .await
-            .map_err(|source| RegistryError::Unreachable { url: self.base.clone(), source })?;
-        let status = resp.status().as_u16();
-        let body: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+        let (status, body) = self.post_schema(&format!("subjects/{subject}/versions"), schema).await?;
         match status {
             200..=299 => {}
             409 => {
@@ -89,19 +79,24 @@ impl RegistryClient {
         Ok(id)
     }
 
-    /// A new subject (404) is compatible by definition.
-    async fn check_compatible(&self, subject: &str, schema: &str) -> Result<(), RegistryError> {
-        let url = format!("{}/compatibility/subjects/{subject}/versions/latest", self.base);
+    /// POSTs an Avro schema to `path` under the base URL; returns the status and the JSON body (Null if none).
+    async fn post_schema(&self, path: &str, schema: &str) -> Result<(u16, serde_json::Value), RegistryError> {
         let resp = self
             .http
-            .post(&url)
+            .post(format!("{}/{path}", self.base))
             .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
             .json(&serde_json::json!({ "schema": schema, "schemaType": "AVRO" }))
             .send()
             .await
             .map_err(|source| RegistryError::Unreachable { url: self.base.clone(), source })?;
         let status = resp.status().as_u16();
-        let body: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+        Ok((status, resp.json().await.unwrap_or(serde_json::Value::Null)))
+    }
+
+    /// A new subject (404) is compatible by definition.
+    async fn check_compatible(&self, subject: &str, schema: &str) -> Result<(), RegistryError> {
+        let (status, body) =
+            self.post_schema(&format!("compatibility/subjects/{subject}/versions/latest"), schema).await?;
         match status {
             404 => Ok(()),
             200..=299 if body["is_compatible"] == serde_json::Value::Bool(false) => {

@@ -27,8 +27,6 @@ pub enum SnapshotError {
     Commit(#[from] CommitError),
     #[error("{module}: more than {OFFSET_CEILING} records share createdTime {ts_ms}; cannot page past them")]
     TieOverflow { module: Module, ts_ms: i64 },
-    #[error("{module}: snapshot of this module is not supported yet")]
-    Unsupported { module: Module },
 }
 
 /// Everything a module snapshot writes through.
@@ -94,9 +92,11 @@ pub async fn run_module<D: DeskPages>(
         // it. Only the fetch is abandoned; a commit is never cut off half-way.
         let step = async {
             Ok::<_, SnapshotError>(match spec.walk {
-                Walk::Sorted => {
+                Walk::Sorted | Walk::PerTicket => {
+                    // Child modules walk their parent tickets: ticket deletes shift that walk.
+                    let walked = if spec.walk == Walk::PerTicket { Module::Tickets } else { module };
                     let (seq, new_deletes, earliest) =
-                        sink.writer.deletes_since(module, cursor.deletes_seen).await;
+                        sink.writer.deletes_since(walked, cursor.deletes_seen).await;
                     let ctx = PageContext::of(&cursor);
                     history.retain(|(c, _, _)| *c == ctx);
                     // A deletion moved every later row one offset down: read again from the first page read
@@ -110,13 +110,16 @@ pub async fn run_module<D: DeskPages>(
                     if history.len() > 32 {
                         history.pop_front();
                     }
-                    sorted_step(desk, module, &cursor, list_from_base, request_from.min(cursor.from), seq)
-                        .await?
+                    let request_from = request_from.min(cursor.from);
+                    if spec.walk == Walk::PerTicket {
+                        per_ticket_step(desk, module, &cursor, list_from_base, request_from, seq).await?
+                    } else {
+                        sorted_step(desk, module, &cursor, list_from_base, request_from, seq).await?
+                    }
                 }
                 Walk::List => list_step(desk, module, &cursor, list_from_base).await?,
                 Walk::FieldMetadata => fields_step(desk, module, &cursor).await?,
                 Walk::Whole => whole_step(desk, module, &cursor).await?,
-                Walk::PerTicket => return Err(SnapshotError::Unsupported { module }),
             })
         };
         let (page, next) = tokio::select! {
@@ -313,6 +316,56 @@ async fn sorted_step<D: DeskPages>(
         next.from = consumed;
     }
     Ok((page, next))
+}
+
+/// One step of a child module (threads, comments): a page of the ticket walk, then every child of each of
+/// those tickets (one list call per ticket; threads also need one detail call each, because the list only
+/// has summaries). The ticket walk's position is the cursor.
+async fn per_ticket_step<D: DeskPages>(
+    desk: &D,
+    module: Module,
+    cursor: &SnapshotCursor,
+    base: u32,
+    request_from: u32,
+    deletes_seq: u64,
+) -> Result<(Page, SnapshotCursor), SnapshotError> {
+    let (tickets, next) = sorted_step(desk, Module::Tickets, cursor, base, request_from, deletes_seq).await?;
+    let spec = catalog::spec(module);
+    let mut rows = Vec::new();
+    for ticket in &tickets.records {
+        let Some(ticket_id) = id_of(ticket) else { continue };
+        let mut seen = std::collections::HashSet::new();
+        let mut from = 0;
+        loop {
+            let query = vec![
+                ("from".to_owned(), (base + from).to_string()),
+                ("limit".to_owned(), spec.max_limit.to_string()),
+            ];
+            let path = format!("tickets/{ticket_id}/{}", spec.path);
+            let page = fetch(desk, module, path.clone(), query, "data").await?;
+            let fetched = u32::try_from(page.records.len()).unwrap_or(u32::MAX);
+            for mut row in page.records {
+                let Some(id) = id_of(&row) else { continue };
+                if !seen.insert(id.clone()) {
+                    continue;
+                }
+                if module == Module::TicketThreads {
+                    let full = fetch(desk, module, format!("{path}/{id}"), Vec::new(), "").await?;
+                    row = full.records.into_iter().next().unwrap_or(row);
+                }
+                row.entry("ticketId").or_insert_with(|| Value::String(ticket_id.clone()));
+                rows.push(row);
+            }
+            from += fetched;
+            if fetched < spec.max_limit || base + from >= OFFSET_CEILING {
+                break;
+            }
+        }
+    }
+    let mut next = next;
+    // The ticket walk counted tickets; this module counts its own rows.
+    next.records = cursor.records + rows.len() as u64;
+    Ok((Page { records: rows, count: None }, next))
 }
 
 /// Search rows lack fields the list returns (e.g. `description`): fetch each record in full.

@@ -13,7 +13,6 @@ use crate::config::{KafkaSettings, SnapshotMode, SourceSettings};
 use crate::kafka::producer::{ProduceError, TxProducer, transactional_id};
 use crate::kafka::state::{self, StateError};
 use crate::kafka::topics::{self, TopicError, TopicKind};
-use crate::zoho::catalog::{self, Walk};
 use crate::zoho::module::Module;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -64,13 +63,6 @@ impl SourceRuntime {
             .selected_modules()
             .map_err(|e| SourceError::Config(name.clone(), e.to_string()))?
             .into_iter()
-            .filter(|m| {
-                let supported = catalog::spec(*m).walk != Walk::PerTicket;
-                if !supported {
-                    tracing::warn!(source = %name, module = %m, "Loading this module is not implemented yet; skipping it.");
-                }
-                supported
-            })
             .collect();
         let mut encoder = Encoder::new(SourceInfo {
             topic_prefix: kafka.topic_prefix.clone(),
