@@ -34,6 +34,10 @@ pub enum AppError {
     NoSecret(String),
     #[error("{0}")]
     Config(String),
+    #[error(
+        "source {0}: another instance with the same configuration took over (its Kafka transactional id fenced this one)"
+    )]
+    Fenced(String),
 }
 
 struct SourceHandle {
@@ -74,6 +78,38 @@ impl Probe for AppProbe {
                 "last_error": s.error.lock().ok().and_then(|e| e.clone()),
             })).collect::<Vec<_>>(),
         })
+    }
+}
+
+/// An idle producer learns that a newer instance fenced it only when it next writes: a small state record
+/// every few seconds per role makes a takeover known promptly, and stops this instance.
+async fn heartbeat(rt: Arc<SourceRuntime>, fenced: Arc<Mutex<Option<String>>>, shutdown: CancellationToken) {
+    use crate::kafka::producer::ProduceError;
+    use crate::pipeline::commit::CommitError;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+        }
+        for (role, producer) in [("snapshot", &rt.snapshot_producer), ("stream", &*rt.stream_producer)] {
+            let beat = vec![(
+                format!("heartbeat/{role}"),
+                serde_json::json!({"ts_ms": chrono::Utc::now().timestamp_millis()}),
+            )];
+            match rt.writer.commit(producer, Vec::new(), beat).await {
+                Ok(_) => {}
+                Err(CommitError::Produce(ProduceError::Fenced(id))) => {
+                    tracing::error!(source = rt.name(), transactional_id = %id,
+                        "Another instance with the same configuration took over this source; stopping.");
+                    if let Ok(mut f) = fenced.lock() {
+                        f.get_or_insert_with(|| rt.name().to_owned());
+                    }
+                    shutdown.cancel();
+                    return;
+                }
+                Err(error) => tracing::debug!(source = rt.name(), role, %error, "Heartbeat not committed."),
+            }
+        }
     }
 }
 
@@ -208,6 +244,19 @@ pub async fn run(
         }
     }
 
+    for (rt, handle) in runtimes.iter().zip(&handles) {
+        let (rt, handle, shutdown) = (rt.clone(), handle.clone(), shutdown.clone());
+        let interval = std::time::Duration::from_secs(rt.settings.reconcile_interval_s);
+        tokio::spawn(
+            async move { crate::pipeline::reconcile::run(&rt, &handle.desk, interval, &shutdown).await },
+        );
+    }
+
+    let fenced: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    for rt in &runtimes {
+        tokio::spawn(heartbeat(rt.clone(), fenced.clone(), shutdown.clone()));
+    }
+
     let mut tasks = JoinSet::new();
     for (rt, handle) in runtimes.iter().zip(&handles) {
         let mode = snapshot_mode.unwrap_or(rt.settings.snapshot_mode);
@@ -265,6 +314,9 @@ pub async fn run(
     match admin_task.await {
         Ok(result) => result?,
         Err(error) => tracing::warn!(%error, "Admin server task ended abnormally."),
+    }
+    if let Some(source) = fenced.lock().ok().and_then(|f| f.clone()) {
+        failure.get_or_insert(AppError::Fenced(source));
     }
     match failure {
         Some(e) => Err(e),

@@ -130,7 +130,7 @@ async fn a_second_instance_fences_the_first_and_nothing_is_committed_twice() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let second = common::Bridge::start(&["run", "--config", &config2]);
     // The first instance learns it was fenced at its next commit and stops with an error.
-    let (rc, err) = first.wait(Duration::from_secs(60));
+    let (rc, err) = first.wait(Duration::from_secs(120));
     assert_ne!(rc, 0, "the fenced instance kept running");
     assert!(err.contains("another instance"), "no fencing message:\n{}", common::tail(&err, 20));
     let admin2 = format!("http://127.0.0.1:{a2}");

@@ -5,6 +5,7 @@ pub mod cursor;
 pub mod desk;
 pub mod ordering;
 pub mod progress;
+pub mod reconcile;
 pub mod snapshot;
 pub mod source;
 pub mod stream;

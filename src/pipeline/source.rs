@@ -108,6 +108,16 @@ impl SourceRuntime {
         &self.settings.name
     }
 
+    /// Where the reconciler starts: its committed watermark, else the snapshot's start (earlier changes are
+    /// in the snapshot), else now.
+    pub fn reconcile_watermark(&self, key: &str) -> i64 {
+        let committed = self.stored.get(key).and_then(|v| v["watermark_ms"].as_i64());
+        let module = key.rsplit('/').next().unwrap_or_default();
+        let snapshot_start =
+            self.stored.get(&format!("snapshot/{module}")).and_then(|v| v["upper_ms"].as_i64());
+        committed.or(snapshot_start).unwrap_or_else(|| chrono::Utc::now().timestamp_millis())
+    }
+
     /// Loads every selected module (resuming committed cursors) until all are committed or `shutdown`
     /// fires. Returns `true` when every selected module's snapshot is committed.
     pub async fn run_snapshot<D: DeskPages>(

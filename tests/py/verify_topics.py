@@ -34,10 +34,15 @@ def to_desk_json(value):
     return out
 
 
+# Desk derives these from the clock: they flip without a modification, an event or a new modifiedTime, so no
+# change-data capture can follow them. They are compared nowhere.
+VOLATILE = {"isOverDue", "isResponseOverdue"}
+
+
 def normalise(record):
-    """Drop nulls recursively and compare numbers-as-strings as numbers."""
+    """Drop nulls (and clock-derived flags) recursively."""
     if isinstance(record, dict):
-        return {k: normalise(v) for k, v in record.items() if v is not None}
+        return {k: normalise(v) for k, v in record.items() if v is not None and k not in VOLATILE}
     if isinstance(record, list):
         return [normalise(v) for v in record]
     return record
