@@ -277,9 +277,7 @@ pub async fn run(
         match joined {
             Ok((mode, Ok(all_done))) => {
                 if mode != SnapshotMode::InitialOnly && all_done {
-                    tracing::info!(
-                        "Snapshot finished; the webhook stream is not implemented yet in this build."
-                    );
+                    tracing::info!("Snapshot committed; streaming webhook changes and reconciling.");
                 }
             }
             Ok((_, Err(error))) => {

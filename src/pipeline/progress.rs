@@ -52,6 +52,11 @@ impl SourceProgress {
         }
     }
 
+    /// Reads one module's progress.
+    pub fn get<T>(&self, module: &str, f: impl FnOnce(&ModuleProgress) -> T) -> Option<T> {
+        self.modules.lock().ok().and_then(|m| m.get(module).map(f))
+    }
+
     pub fn snapshot(&self) -> serde_json::Value {
         match self.modules.lock() {
             Ok(m) => serde_json::to_value(&*m).unwrap_or_default(),

@@ -128,6 +128,14 @@ pub async fn run_module<D: DeskPages>(
         };
         commit_page(sink, module, page, next.clone(), last_module).await?;
         cursor = next;
+        if cursor.pages % PROGRESS_LOG_PAGES == 0 {
+            let (percent, eta_s) = sink
+                .progress
+                .get(name, |p| (p.percent.map(|x| x.round() as u64), p.eta_s))
+                .unwrap_or_default();
+            tracing::info!(source = sink.source, module = name, records = cursor.records, pages = cursor.pages,
+                percent = ?percent, eta_s = ?eta_s, "Snapshot progress.");
+        }
     }
     sink.progress.update(name, |p| {
         p.phase = "streaming".into();
@@ -158,6 +166,9 @@ async fn fetch<D: DeskPages>(
 /// How far before a delete's event time a page may have been read and still be affected (clock skew
 /// between Desk and this host, and Desk's own commit lag).
 const DELETE_CLOCK_SLACK_MS: i64 = 2_000;
+
+/// A progress line in the logs every this many pages (and always in `/status`).
+const PROGRESS_LOG_PAGES: u64 = 25;
 
 /// Ids of the latest rows emitted, kept in the cursor (a few pages' worth; rewinds reach back less far).
 const RECENT_IDS: usize = 1_000;
