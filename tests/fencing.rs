@@ -9,41 +9,13 @@
 mod common;
 
 use std::time::Duration;
-use zoho_desk_cdc::sim::config::FailurePolicy;
-use zoho_desk_cdc::sim::data::Scale;
-use zoho_desk_cdc::sim::{SimConfig, Simulator};
+use zoho_desk_cdc::sim::Simulator;
 use zoho_desk_cdc::zoho::module::Module;
-
-fn sim_config(tickets: u32) -> SimConfig {
-    let mut scale = Scale::standard();
-    scale.counts.insert(zoho_desk_cdc::sim::module::Module::Tickets, tickets);
-    SimConfig {
-        scale,
-        webhook_failure: FailurePolicy::Retry(30),
-        webhook_retry_delay: Duration::from_millis(500),
-        ..SimConfig::default()
-    }
-}
-
-async fn wait_ready(admin: &str) {
-    assert!(
-        common::wait_http_ok(&format!("{admin}/healthz"), Duration::from_secs(90)).await,
-        "bridge did not start"
-    );
-}
-
-async fn snapshot_done(admin: &str) -> bool {
-    let Ok(r) = reqwest::get(format!("{admin}/status")).await else { return false };
-    let s: serde_json::Value = r.json().await.unwrap_or_default();
-    s["sources"][0]["modules"]
-        .as_object()
-        .is_some_and(|m| m.len() >= 13 && m.values().all(|v| v["phase"] == "streaming"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "passes alone; unexplained failure in full CI-style runs (see the file comment)"]
 async fn a_second_instance_fences_the_first_and_nothing_is_committed_twice() {
-    let sim = Simulator::start(sim_config(12_000), "127.0.0.1:0").await.unwrap();
+    let sim = Simulator::start(common::crash_sim_config(12_000), "127.0.0.1:0").await.unwrap();
     let base = sim.base_url();
     let dir = tempfile::tempdir().unwrap();
     let prefix = common::unique("fence").replace('-', "_");
@@ -59,17 +31,17 @@ async fn a_second_instance_fences_the_first_and_nothing_is_committed_twice() {
         common::bridge_config_with(dir2.path(), &base, &prefix, "", w2, a2).to_str().unwrap().to_owned();
 
     let mut first = common::Bridge::start(&["run", "--config", &config1]);
-    wait_ready(&format!("http://127.0.0.1:{a1}")).await;
+    common::wait_ready(&format!("http://127.0.0.1:{a1}")).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let second = common::Bridge::start(&["run", "--config", &config2]);
-    wait_ready(&format!("http://127.0.0.1:{a2}")).await;
+    common::wait_ready(&format!("http://127.0.0.1:{a2}")).await;
     // The first instance learns it was fenced at its next commit and stops with an error.
     let (rc, err) = first.wait(Duration::from_secs(120));
     assert_ne!(rc, 0, "the fenced instance kept running");
     assert!(err.contains("another instance"), "no fencing message:\n{}", common::tail(&err, 20));
     let admin2 = format!("http://127.0.0.1:{a2}");
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
-    while !snapshot_done(&admin2).await {
+    while !common::snapshot_done(&admin2).await {
         assert!(std::time::Instant::now() < deadline, "the second instance did not finish the snapshot");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -92,12 +92,7 @@ async fn reconcile_module<D: DeskPages>(
         let fetched = u32::try_from(page.records.len()).unwrap_or(u32::MAX);
         let mut changes = Vec::new();
         for row in page.records {
-            let Some(id) = row
-                .get("id")
-                .and_then(|v| v.as_str().map(str::to_owned).or_else(|| v.as_u64().map(|n| n.to_string())))
-            else {
-                continue;
-            };
+            let Some(id) = super::snapshot::id_of(&row) else { continue };
             let version = record_time_ms(&row).unwrap_or(now);
             newest = newest.max(version);
             let probe = change(module, &id, row.clone(), version);

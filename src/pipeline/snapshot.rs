@@ -48,7 +48,8 @@ fn created_ms(r: &Map<String, Value>) -> Option<i64> {
     r.get("createdTime").and_then(Value::as_str).and_then(crate::change::parse_desk_time)
 }
 
-fn id_of(r: &Map<String, Value>) -> Option<String> {
+/// The record id, as Desk sends it (string or number).
+pub(super) fn id_of(r: &Map<String, Value>) -> Option<String> {
     match r.get("id") {
         Some(Value::String(s)) => Some(s.clone()),
         Some(Value::Number(n)) => Some(n.to_string()),

@@ -276,3 +276,33 @@ pub async fn auth(sim_base: &str, config: &str) {
     .unwrap();
     assert_eq!(rc, 0, "auth failed:\n{out}\n{err}");
 }
+
+/// A standard-scale simulator with `tickets` tickets that retries refused deliveries (the crash tests stop
+/// the bridge on purpose).
+pub fn crash_sim_config(tickets: u32) -> zoho_desk_cdc::sim::SimConfig {
+    let mut scale = zoho_desk_cdc::sim::data::Scale::standard();
+    scale.counts.insert(zoho_desk_cdc::sim::module::Module::Tickets, tickets);
+    zoho_desk_cdc::sim::SimConfig {
+        scale,
+        webhook_failure: zoho_desk_cdc::sim::config::FailurePolicy::Retry(30),
+        webhook_retry_delay: std::time::Duration::from_millis(500),
+        ..zoho_desk_cdc::sim::SimConfig::default()
+    }
+}
+
+/// Waits until the bridge's admin server answers.
+pub async fn wait_ready(admin: &str) {
+    assert!(
+        wait_http_ok(&format!("{admin}/healthz"), std::time::Duration::from_secs(90)).await,
+        "bridge did not start"
+    );
+}
+
+/// Whether the bridge's /status shows every default module streaming (snapshot committed).
+pub async fn snapshot_done(admin: &str) -> bool {
+    let Ok(r) = reqwest::get(format!("{admin}/status")).await else { return false };
+    let s: serde_json::Value = r.json().await.unwrap_or_default();
+    s["sources"][0]["modules"]
+        .as_object()
+        .is_some_and(|m| m.len() >= 13 && m.values().all(|v| v["phase"] == "streaming"))
+}
