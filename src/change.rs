@@ -63,6 +63,32 @@ pub struct ChangeEvent {
     pub position: Option<String>,
 }
 
+impl ChangeEvent {
+    /// A delete known only by its key (the record is gone from Desk): `before` carries just the id.
+    pub fn gone(module: Module, id: &str, ts_ms: i64, event_type: Option<&str>, position: &str) -> Self {
+        Self {
+            module,
+            id: id.to_owned(),
+            op: Op::Delete,
+            before: Some(Map::from_iter([("id".to_owned(), Value::String(id.to_owned()))])),
+            after: None,
+            source_ts_ms: ts_ms,
+            snapshot: None,
+            event_type: event_type.map(str::to_owned),
+            position: Some(position.to_owned()),
+        }
+    }
+}
+
+/// Whether Desk marks the record deleted or trashed (`isDeleted`/`isTrashed`, as a boolean or a string).
+pub fn is_deleted(record: &Map<String, Value>) -> bool {
+    ["isDeleted", "isTrashed"].iter().any(|k| match record.get(*k) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    })
+}
+
 /// Parses Desk's ISO-8601 timestamps ("2026-01-15T10:22:33.000Z") to epoch ms.
 pub fn parse_desk_time(value: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(value).ok().map(|t| t.timestamp_millis())

@@ -2,6 +2,7 @@
 
 pub mod producer;
 pub mod state;
+pub mod table;
 pub mod topics;
 
 use crate::config::KafkaSettings;

@@ -42,13 +42,43 @@ pub async fn load(
     tokio::task::spawn_blocking(move || read_all(cfg, &topic)).await.map_err(|_| StateError::Join)?
 }
 
+/// A topic created moments ago may not have a partition leader in the metadata yet; the broker says so
+/// with a retriable "unknown partition" until it does, so that answer is retried for a bounded time.
+fn high_watermark(consumer: &BaseConsumer, topic: &str) -> Result<i64, KafkaError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match consumer.fetch_watermarks(topic, 0, Duration::from_secs(15)) {
+            Ok((_, high)) => return Ok(high),
+            Err(e) if Instant::now() < deadline && metadata_not_ready(&e) => {
+                tracing::debug!(error = %e, topic, "State topic metadata not ready yet; retrying.");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn metadata_not_ready(e: &KafkaError) -> bool {
+    use rdkafka::error::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::UnknownPartition
+                | C::UnknownTopic
+                | C::UnknownTopicOrPartition
+                | C::LeaderNotAvailable
+                | C::NotLeaderForPartition
+        )
+    )
+}
+
 fn read_all(
     cfg: rdkafka::ClientConfig,
     topic: &str,
 ) -> Result<HashMap<String, serde_json::Value>, StateError> {
     let err = |source| StateError::Read { topic: topic.to_owned(), source };
     let consumer: BaseConsumer = cfg.create().map_err(err)?;
-    let (_, high) = consumer.fetch_watermarks(topic, 0, Duration::from_secs(15)).map_err(err)?;
+    let high = high_watermark(&consumer, topic).map_err(err)?;
     let mut out = HashMap::new();
     if high == 0 {
         return Ok(out);

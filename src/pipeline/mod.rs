@@ -2,6 +2,7 @@
 
 pub mod commit;
 pub mod cursor;
+pub mod deletions;
 pub mod desk;
 pub mod ordering;
 pub mod progress;

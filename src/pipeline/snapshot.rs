@@ -35,6 +35,8 @@ pub struct Sink<'a> {
     pub writer: &'a Writer,
     pub producer: &'a TxProducer,
     pub progress: &'a SourceProgress,
+    /// Collects the ids the load met, when the load checks for deletions afterwards.
+    pub seen: Option<&'a std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 pub fn iso(ms: i64) -> String {
@@ -479,6 +481,11 @@ async fn commit_page(
     last_module: bool,
 ) -> Result<(), SnapshotError> {
     let n = page.records.len();
+    if let Some(seen) = sink.seen {
+        if let Ok(mut seen) = seen.lock() {
+            seen.extend(page.records.iter().filter_map(id_of));
+        }
+    }
     let mut events = Vec::with_capacity(n);
     for (i, record) in page.records.into_iter().enumerate() {
         let Some(id) = id_of(&record) else {

@@ -4,6 +4,7 @@
 use super::DeskPages;
 use super::commit::Writer;
 use super::cursor::SnapshotCursor;
+use super::deletions;
 use super::ordering::OrderingGuard;
 use super::progress::SourceProgress;
 use super::snapshot::{self, Sink, SnapshotError};
@@ -12,9 +13,10 @@ use crate::avro::registry::RegistryClient;
 use crate::config::{KafkaSettings, SnapshotMode, SourceSettings};
 use crate::kafka::producer::{ProduceError, TxProducer, transactional_id};
 use crate::kafka::state::{self, StateError};
+use crate::kafka::table::{self, TableError};
 use crate::kafka::topics::{self, TopicError, TopicKind};
 use crate::zoho::module::Module;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +33,8 @@ pub enum SourceError {
     Producer { source_name: String, error: ProduceError },
     #[error("source {source_name}: {error}")]
     State { source_name: String, error: StateError },
+    #[error("source {source_name}: {error}")]
+    Table { source_name: String, error: TableError },
     #[error("source {source_name}: {error}")]
     Snapshot { source_name: String, error: SnapshotError },
     #[error("source {0}: invalid configuration: {1}")]
@@ -154,9 +158,27 @@ impl SourceRuntime {
             return Ok(true);
         }
         let producer = &self.snapshot_producer;
-        let sink = Sink { source: &name, writer: &self.writer, producer, progress: &self.progress };
         let total = plan.len();
         for (i, (module, cursor)) in plan.into_iter().enumerate() {
+            // A load from scratch over a topic that already holds records also finds what Desk deleted
+            // while no webhook reached us: whatever the load does not meet.
+            let previous = if deletions::applies(module) && cursor.pages == 0 {
+                let topic = self.writer.encoder.topic(module);
+                let live = table::live_keys(&self.kafka, &topic)
+                    .await
+                    .map_err(|error| SourceError::Table { source_name: name.clone(), error })?;
+                Some(live).filter(|l| !l.is_empty())
+            } else {
+                None
+            };
+            let seen = std::sync::Mutex::new(HashSet::new());
+            let sink = Sink {
+                source: &name,
+                writer: &self.writer,
+                producer,
+                progress: &self.progress,
+                seen: previous.as_ref().map(|_| &seen),
+            };
             let result = snapshot::run_module(
                 desk,
                 &sink,
@@ -167,7 +189,14 @@ impl SourceRuntime {
                 shutdown,
             )
             .await;
-            let done = match result {
+            let checked = match (result, previous) {
+                (Ok(done), Some(previous)) if done.done => {
+                    let seen = seen.lock().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default();
+                    deletions::commit_missing(desk, &sink, module, previous, &seen).await.map(|_| done)
+                }
+                (result, _) => result,
+            };
+            let done = match checked {
                 Ok(c) => c,
                 Err(error) => {
                     self.progress.update(module.name(), |p| p.last_error = Some(error.to_string()));

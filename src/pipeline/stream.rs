@@ -188,20 +188,7 @@ impl StreamSource {
                     position: Some("workflow".into()),
                 },
                 // Gone from Desk: the notification reported its deletion.
-                _ => ChangeEvent {
-                    module: hint.module,
-                    id: hint.id.clone(),
-                    op: Op::Delete,
-                    source_ts_ms: now,
-                    before: Some(serde_json::Map::from_iter([(
-                        "id".to_owned(),
-                        serde_json::Value::String(hint.id.clone()),
-                    )])),
-                    after: None,
-                    snapshot: None,
-                    event_type: Some("Workflow_Notification".into()),
-                    position: Some("workflow".into()),
-                },
+                _ => ChangeEvent::gone(hint.module, &hint.id, now, Some("Workflow_Notification"), "workflow"),
             };
             out.push(change);
         }

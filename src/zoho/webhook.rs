@@ -239,15 +239,6 @@ fn record_id(payload: &Map<String, Value>) -> Option<String> {
     (!id.is_empty() && id.len() <= MAX_ID_LEN && !id.chars().any(char::is_control)).then_some(id)
 }
 
-/// A flag Desk may send as a boolean or, in some payloads, as the string "true".
-fn flag(payload: &Map<String, Value>, key: &str) -> bool {
-    match payload.get(key) {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
-        _ => false,
-    }
-}
-
 /// The metric label of an event type: itself when it is one of [`EVENT_TYPES`], else `other`.
 pub fn event_type_label(event_type: &str) -> &'static str {
     EVENT_TYPES.iter().find(|t| **t == event_type).copied().unwrap_or("other")
@@ -277,9 +268,7 @@ pub fn map_event(ev: &DeskEvent, received_ms: i64) -> Option<ChangeEvent> {
         "Add" => (Op::Create, None, Some(payload)),
         "Delete" => (Op::Delete, Some(payload), None),
         // The "IsDel" form: an update that moves the record to the trash or flags it deleted.
-        _ if flag(&payload, "isDeleted") || flag(&payload, "isTrashed") => {
-            (Op::Delete, Some(overlaid.unwrap_or(payload)), None)
-        }
+        _ if crate::change::is_deleted(&payload) => (Op::Delete, Some(overlaid.unwrap_or(payload)), None),
         _ => (Op::Update, overlaid, Some(payload)),
     };
     let source_ts_ms = ev

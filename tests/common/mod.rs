@@ -229,6 +229,16 @@ pub async fn wait_http_ok(url: &str, timeout: std::time::Duration) -> bool {
 
 /// Runs tests/py/verify_topics.py and returns (success, stdout).
 pub async fn verify_topics(sim_base: &str, prefix: &str, modules: &[&str]) -> (bool, String) {
+    verify_topics_with(sim_base, prefix, modules, &[]).await
+}
+
+/// As [`verify_topics`], with extra flags (`--allow-duplicate-reads` after a re-load).
+pub async fn verify_topics_with(
+    sim_base: &str,
+    prefix: &str,
+    modules: &[&str],
+    flags: &[&str],
+) -> (bool, String) {
     let py = python();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/verify_topics.py");
     let mut args = vec![
@@ -244,6 +254,7 @@ pub async fn verify_topics(sim_base: &str, prefix: &str, modules: &[&str]) -> (b
         "--org".into(),
         "60000000001".into(),
     ];
+    args.extend(flags.iter().map(|f| (*f).to_owned()));
     args.extend(modules.iter().map(|m| (*m).to_owned()));
     let out =
         tokio::task::spawn_blocking(move || std::process::Command::new(py).args(&args).output().unwrap())

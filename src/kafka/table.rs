@@ -1,0 +1,115 @@
+//! The table a compacted data topic stands for: which keys are live (their latest record is not a tombstone).
+//! A full re-load compares it with what Desk still lists, to find records deleted while nobody listened.
+//! Only keys are decoded; values are never parsed.
+
+use super::client_config;
+use crate::config::KafkaSettings;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// Reading a big topic takes a while; this bounds it so a stuck broker cannot hang a load forever.
+const READ_DEADLINE: Duration = Duration::from_secs(600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("cannot read topic {topic}: {source}")]
+    Read { topic: String, source: KafkaError },
+    #[error("reading topic {0} did not finish in time")]
+    Timeout(String),
+    #[error("the topic reader task ended unexpectedly")]
+    Join,
+}
+
+/// The ids whose latest committed record in `topic` is a value, not a tombstone.
+pub async fn live_keys(settings: &KafkaSettings, topic: &str) -> Result<HashSet<String>, TableError> {
+    let mut cfg = client_config(settings);
+    cfg.set("group.id", "zoho-desk-cdc-table-reader")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest");
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || read_keys(cfg, &topic)).await.map_err(|_| TableError::Join)?
+}
+
+fn read_keys(cfg: rdkafka::ClientConfig, topic: &str) -> Result<HashSet<String>, TableError> {
+    let err = |source| TableError::Read { topic: topic.to_owned(), source };
+    let consumer: BaseConsumer = cfg.create().map_err(err)?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(15)).map_err(err)?;
+    let partitions: Vec<i32> =
+        metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let mut live = HashSet::new();
+    let mut tpl = TopicPartitionList::new();
+    let mut pending = HashMap::new();
+    for p in partitions {
+        let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(15)).map_err(err)?;
+        if high > 0 {
+            tpl.add_partition_offset(topic, p, Offset::Beginning).map_err(err)?;
+            pending.insert(p, ());
+        }
+    }
+    if pending.is_empty() {
+        return Ok(live);
+    }
+    consumer.assign(&tpl).map_err(err)?;
+    let deadline = Instant::now() + READ_DEADLINE;
+    while !pending.is_empty() {
+        if Instant::now() > deadline {
+            return Err(TableError::Timeout(topic.to_owned()));
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                pending.remove(&p);
+            }
+            Some(Err(e)) => return Err(err(e)),
+            Some(Ok(m)) => {
+                let Some(id) = m.key().and_then(decode_key) else {
+                    tracing::warn!(topic, offset = m.offset(), "Skipping a record whose key is not ours.");
+                    continue;
+                };
+                if m.payload().is_some() {
+                    live.insert(id);
+                } else {
+                    live.remove(&id);
+                }
+            }
+        }
+    }
+    Ok(live)
+}
+
+/// The `id` of a Confluent-framed Avro key `{id: string}` (magic byte, 4-byte schema id, datum).
+fn decode_key(bytes: &[u8]) -> Option<String> {
+    let datum = bytes.strip_prefix(&[0u8])?.get(4..)?;
+    let schema = key_schema()?;
+    let reader = apache_avro::reader::datum::GenericDatumReader::builder(schema).build().ok()?;
+    match reader.read_value(&mut &datum[..]).ok()? {
+        apache_avro::types::Value::Record(fields) => fields.into_iter().find_map(|(name, v)| match v {
+            apache_avro::types::Value::String(s) if name == "id" => Some(s),
+            _ => None,
+        }),
+        _ => None,
+    }
+}
+
+fn key_schema() -> Option<&'static apache_avro::Schema> {
+    static SCHEMA: std::sync::OnceLock<Option<apache_avro::Schema>> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| apache_avro::Schema::parse_str(crate::avro::schemas::KEY).ok()).as_ref()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_a_framed_key_and_rejects_foreign_bytes() {
+        assert_eq!(decode_key(&[0, 0, 0, 0, 7, 2, b'7']).as_deref(), Some("7"));
+        assert_eq!(decode_key(&[1, 0, 0, 0, 7, 2, b'7']), None);
+        assert_eq!(decode_key(&[0, 0]), None);
+        assert_eq!(decode_key(&[0, 0, 0, 0, 7, 200]), None);
+    }
+}
