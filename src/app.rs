@@ -107,6 +107,11 @@ async fn heartbeat(rt: Arc<SourceRuntime>, fenced: Arc<Mutex<Option<String>>>, s
                     shutdown.cancel();
                     return;
                 }
+                Err(CommitError::Produce(error @ ProduceError::Fatal(_))) => {
+                    tracing::error!(source = rt.name(), role, %error, "Kafka producer failed for good; stopping.");
+                    shutdown.cancel();
+                    return;
+                }
                 Err(error) => tracing::debug!(source = rt.name(), role, %error, "Heartbeat not committed."),
             }
         }

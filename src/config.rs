@@ -168,11 +168,13 @@ pub struct QuotaSettings {
     /// Desk's per-edition concurrent-call limit.
     pub max_concurrency: u32,
     pub daily_credits: u64,
+    /// The share of `daily_credits` the reconciler may spend per day (the snapshot and webhooks keep the rest).
+    pub reconcile_share: f64,
 }
 
 impl Default for QuotaSettings {
     fn default() -> Self {
-        Self { requests_per_minute: 100, max_concurrency: 5, daily_credits: 50_000 }
+        Self { requests_per_minute: 100, max_concurrency: 5, daily_credits: 50_000, reconcile_share: 0.2 }
     }
 }
 
@@ -370,6 +372,9 @@ fn validate_source(s: &SourceSettings) -> Result<(), ConfigError> {
     }
     if q.daily_credits == 0 {
         return Err(ConfigError::invalid(key("quota.daily_credits"), "must be at least 1"));
+    }
+    if !(q.reconcile_share > 0.0 && q.reconcile_share <= 1.0) {
+        return Err(ConfigError::invalid(key("quota.reconcile_share"), "must be above 0 and at most 1"));
     }
     Ok(())
 }

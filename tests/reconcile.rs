@@ -77,3 +77,47 @@ async fn reconciler_recovers_dropped_webhooks_within_two_intervals() {
     assert!(ok, "the reconciler did not bring the topics to Desk's state");
     sim.stop().await.unwrap();
 }
+
+/// Contracts and teams have no webhook events: each pass re-lists them and commits what changed, appeared
+/// or vanished (a vanished one as `d` plus a tombstone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relist_keeps_modules_without_webhooks_current() {
+    let sim = Simulator::start(SimConfig::default(), "127.0.0.1:0").await.unwrap();
+    let base = sim.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = common::unique("relist").replace('-', "_");
+    let aport = common::free_port();
+    let interval_s = 2;
+    let extra = format!("reconcile_interval_s = {interval_s}");
+    let config = common::bridge_config_with(dir.path(), &base, &prefix, &extra, 0, aport);
+    let config = config.to_str().unwrap().to_owned();
+    common::auth(&base, &config).await;
+    let bridge = common::Bridge::start(&["run", "--config", &config]);
+    let admin = format!("http://127.0.0.1:{aport}");
+    common::wait_ready(&admin).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !common::snapshot_done(&admin).await {
+        assert!(Instant::now() < deadline, "the snapshot did not finish");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let http = reqwest::Client::new();
+    for (op, count) in [("update", 5), ("create", 3), ("delete", 2)] {
+        let body = serde_json::json!({"module": "contracts", "op": op, "count": count});
+        let r = http.post(format!("{base}/_sim/mutations")).json(&body).send().await.unwrap();
+        assert!(r.status().is_success(), "{op}: {}", r.text().await.unwrap());
+    }
+    // Two intervals plus a pass's own run time.
+    tokio::time::sleep(Duration::from_secs(2 * interval_s + 3)).await;
+    let metrics = http.get(format!("{admin}/metrics")).send().await.unwrap().text().await.unwrap();
+    let (rc, err) = bridge.terminate(Duration::from_secs(30));
+    assert_eq!(rc, 0, "{}", common::tail(&err, 20));
+    assert!(
+        metrics.contains("zoho_desk_cdc_events_total{source=\"main\",module=\"contracts\",op=\"d\"} 2"),
+        "the two vanished contracts were not deleted"
+    );
+    let (ok, out) =
+        common::verify_topics(&base, &prefix, &["contracts", "teams", "organization_fields"]).await;
+    eprintln!("{out}");
+    assert!(ok, "re-listing did not bring contracts to Desk's state");
+    sim.stop().await.unwrap();
+}

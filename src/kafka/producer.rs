@@ -20,6 +20,8 @@ pub enum ProduceError {
         "another instance took over transactional id {0}; this one stops (two bridges with the same config)"
     )]
     Fenced(String),
+    #[error("the Kafka producer failed for good ({0}); this instance stops so a restart can start afresh")]
+    Fatal(String),
     #[error("Kafka is unavailable: {0}")]
     Unavailable(KafkaError),
     #[error("the producer task ended unexpectedly")]
@@ -161,18 +163,20 @@ impl TxProducer {
     }
 
     /// A fenced producer reports it as a fatal client error, whatever error the failed call returned
-    /// (often a purged queue), so consult that first.
+    /// (often a purged queue), so consult that first. Any other fatal error leaves the producer unusable
+    /// too: retrying it would fail forever.
     fn classify(&self, e: KafkaError) -> ProduceError {
-        let fatal = self.producer.client().fatal_error().map(|(code, _)| code);
-        let code = fatal.or_else(|| e.rdkafka_error_code());
-        let fenced = matches!(
-            code,
-            Some(rdkafka::types::RDKafkaErrorCode::Fenced | rdkafka::types::RDKafkaErrorCode::ProducerFenced)
-        );
-        if fenced {
-            ProduceError::Fenced(self.transactional_id.clone().unwrap_or_default())
-        } else {
-            ProduceError::Unavailable(e)
+        use rdkafka::types::RDKafkaErrorCode as C;
+        let fatal = self.producer.client().fatal_error();
+        let code = fatal.as_ref().map(|(code, _)| *code).or_else(|| e.rdkafka_error_code());
+        match code {
+            Some(C::Fenced | C::ProducerFenced | C::InvalidProducerEpoch) => {
+                ProduceError::Fenced(self.transactional_id.clone().unwrap_or_default())
+            }
+            _ => match fatal {
+                Some((code, reason)) => ProduceError::Fatal(format!("{code}: {reason}")),
+                None => ProduceError::Unavailable(e),
+            },
         }
     }
 

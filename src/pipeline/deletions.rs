@@ -19,7 +19,7 @@ const BATCH: usize = 100;
 
 /// Whether a module's records can be confirmed gone by a detail call at `/<path>/<id>`.
 pub fn applies(module: Module) -> bool {
-    matches!(catalog::spec(module).walk, Walk::Sorted | Walk::List | Walk::Whole)
+    matches!(catalog::spec(module).walk, Walk::Sorted | Walk::List | Walk::Whole | Walk::FieldMetadata)
 }
 
 /// What a pass committed.
@@ -30,14 +30,16 @@ pub struct Outcome {
     pub refreshed: u64,
 }
 
-/// Commits a delete for every key of `previous` (the topic's live keys before the load) that the load did
-/// not meet in `seen`, after Desk confirms it is gone.
+/// Commits a delete for every key of `previous` (the topic's live keys before the load, or the last
+/// re-list) that the walk did not meet in `seen`, after Desk confirms it is gone. With `skip_known`, keys
+/// the ordering guard has seen committed meanwhile are left alone.
 pub async fn commit_missing<D: DeskPages>(
     desk: &D,
     sink: &Sink<'_>,
     module: Module,
     previous: HashSet<String>,
     seen: &HashSet<String>,
+    skip_known: bool,
 ) -> Result<Outcome, SnapshotError> {
     let mut missing: Vec<String> = previous.into_iter().filter(|id| !seen.contains(id)).collect();
     missing.sort();
@@ -47,16 +49,20 @@ pub async fn commit_missing<D: DeskPages>(
     }
     tracing::info!(source = sink.source, module = %module, candidates = missing.len(),
         "Records in the topic but not in the fresh load; confirming with Desk.");
-    let path = catalog::spec(module).path;
+    let spec = catalog::spec(module);
+    let (path, metadata) = (spec.path, spec.walk == Walk::FieldMetadata);
     for chunk in missing.chunks(BATCH) {
         let mut events = Vec::with_capacity(chunk.len());
         for id in chunk {
-            if sink.writer.guard.lock().await.knows(module, id) {
+            if skip_known && sink.writer.guard.lock().await.knows(module, id) {
                 continue;
             }
             let now = chrono::Utc::now().timestamp_millis();
             match desk.page(&format!("{path}/{id}"), Vec::new(), "").await {
                 Ok(page) => match page.records.into_iter().next() {
+                    // Field metadata rows carry the module they belong to, which the detail call lacks:
+                    // a live one is left as it is.
+                    Some(_) if metadata => {}
                     Some(record) if !is_deleted(&record) => {
                         events.push(ChangeEvent {
                             module,

@@ -4,14 +4,26 @@
 //! an overlap for Desk's commit and index lag) up to now, sorted by `modifiedTime`, and commits as `u` every
 //! version newer than what the ordering guard has seen. Search rows are incomplete, so each change found is
 //! fetched in full (one detail call per missed change, none for what webhooks already delivered).
+//!
+//! Modules Desk sends no webhook events for and cannot search by time (contracts, teams, the field
+//! metadata) are re-listed whole each pass and diffed against content hashes kept in the state topic:
+//! changed or new records are committed as `u`, vanished ones (confirmed by a detail call) as `d`.
+//!
+//! Every Desk call of a pass is charged against the reconciler's share of the daily credits
+//! (`quota.reconcile_share`); once it is spent, passes wait for the next UTC day.
 
+use super::deletions;
+use super::snapshot::{self, Sink, SnapshotError};
 use super::source::SourceRuntime;
 use super::{DeskFailure, DeskPages, Page};
 use crate::change::{ChangeEvent, Op, record_time_ms};
+use crate::kafka::table;
 use crate::metrics::RECONCILE_EVENTS_TOTAL;
 use crate::zoho::catalog::{self, OFFSET_CEILING, SEARCH_MAX_LIMIT, Walk};
 use crate::zoho::module::Module;
 use serde_json::{Map, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -24,10 +36,79 @@ pub enum ReconcileError {
     Desk { module: Module, source: DeskFailure },
     #[error(transparent)]
     Commit(#[from] super::commit::CommitError),
+    #[error("re-listing failed: {0}")]
+    Relist(#[from] SnapshotError),
+    #[error(transparent)]
+    Table(#[from] crate::kafka::table::TableError),
+    #[error("the reconciler spent its share of today's Desk credits ({limit}); it resumes after 00:00 UTC")]
+    BudgetSpent { limit: u64 },
 }
 
 fn state_key(module: Module) -> String {
     format!("reconcile/{}", module.name())
+}
+
+fn relist_key(module: Module) -> String {
+    format!("relist/{}", module.name())
+}
+
+/// Content hashes of more records than this are not persisted (the state record would grow past what
+/// Kafka takes in one message); after a restart such a module's first pass re-emits its records once
+/// (as it does right after the snapshot, which keeps no hashes).
+const RELIST_STATE_MAX: usize = 10_000;
+
+/// Desk, as the reconciler may use it: every call is charged against a daily credit allowance.
+struct Budgeted<'a, D> {
+    desk: &'a D,
+    limit: u64,
+    /// (UTC day, credits charged that day).
+    spent: Mutex<(chrono::NaiveDate, u64)>,
+}
+
+impl<'a, D: DeskPages> Budgeted<'a, D> {
+    fn new(desk: &'a D, daily_credits: u64, share: f64) -> Self {
+        let limit = ((daily_credits as f64) * share).floor().max(1.0) as u64;
+        Self { desk, limit, spent: Mutex::new((chrono::Utc::now().date_naive(), 0)) }
+    }
+
+    fn charge(&self, cost: u64) -> bool {
+        let today = chrono::Utc::now().date_naive();
+        let Ok(mut spent) = self.spent.lock() else { return false };
+        if spent.0 != today {
+            *spent = (today, 0);
+        }
+        if spent.1 + cost > self.limit {
+            return false;
+        }
+        spent.1 += cost;
+        true
+    }
+}
+
+impl<D: DeskPages> DeskPages for Budgeted<'_, D> {
+    async fn page(
+        &self,
+        path: &str,
+        query: Vec<(String, String)>,
+        records_key: &str,
+    ) -> Result<Page, DeskFailure> {
+        let cost = crate::zoho::client::classify(path, &query).cost();
+        if !self.charge(cost) {
+            return Err(Box::new(ReconcileError::BudgetSpent { limit: self.limit }));
+        }
+        self.desk.page(path, query, records_key).await
+    }
+}
+
+/// FNV-1a of the record's JSON text: stable across processes and releases, unlike the std hasher.
+fn content_hash(record: &Map<String, Value>) -> u64 {
+    let text = serde_json::to_string(record).unwrap_or_default();
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+fn is_relisted(module: Module) -> bool {
+    let spec = catalog::spec(module);
+    spec.event_stem.is_none() && matches!(spec.walk, Walk::List | Walk::Whole | Walk::FieldMetadata)
 }
 
 /// Runs passes every `interval` until `shutdown`.
@@ -37,29 +118,124 @@ pub async fn run<D: DeskPages>(
     interval: Duration,
     shutdown: &CancellationToken,
 ) {
+    let budget =
+        Budgeted::new(desk, runtime.settings.quota.daily_credits, runtime.settings.quota.reconcile_share);
     let modules: Vec<Module> =
         runtime.modules.iter().copied().filter(|m| catalog::spec(*m).walk == Walk::Sorted).collect();
     let mut watermarks: Vec<i64> =
         modules.iter().map(|m| runtime.reconcile_watermark(&state_key(*m))).collect();
+    let relisted: Vec<Module> = runtime.modules.iter().copied().filter(|m| is_relisted(*m)).collect();
+    let mut hashes: Vec<HashMap<String, u64>> = relisted.iter().map(|m| stored_hashes(runtime, *m)).collect();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
         for (module, watermark) in modules.iter().zip(watermarks.iter_mut()) {
-            let pass = reconcile_module(runtime, desk, *module, *watermark);
+            let pass = reconcile_module(runtime, &budget, *module, *watermark);
             let outcome = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 r = pass => r,
             };
             match outcome {
                 Ok(next) => *watermark = next,
-                Err(error) => {
-                    tracing::warn!(source = runtime.name(), module = %module, %error, "Reconciliation pass failed; retrying next interval.");
-                }
+                Err(error) => report(runtime, *module, &error),
+            }
+        }
+        for (module, known) in relisted.iter().zip(hashes.iter_mut()) {
+            let pass = relist_module(runtime, &budget, *module, known);
+            let outcome = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = pass => r,
+            };
+            if let Err(error) = outcome {
+                report(runtime, *module, &error);
             }
         }
     }
+}
+
+fn report(runtime: &SourceRuntime, module: Module, error: &ReconcileError) {
+    let budget_spent = match error {
+        ReconcileError::BudgetSpent { .. } => true,
+        ReconcileError::Desk { source, .. } => source.downcast_ref::<ReconcileError>().is_some(),
+        ReconcileError::Relist(SnapshotError::Desk { source, .. }) => {
+            source.downcast_ref::<ReconcileError>().is_some()
+        }
+        _ => false,
+    };
+    if budget_spent {
+        tracing::info!(source = runtime.name(), module = %module, %error, "Reconciliation paused.");
+    } else {
+        tracing::warn!(source = runtime.name(), module = %module, %error, "Reconciliation pass failed; retrying next interval.");
+    }
+}
+
+/// The content hashes the last re-list committed, from the state read back at start.
+fn stored_hashes(runtime: &SourceRuntime, module: Module) -> HashMap<String, u64> {
+    runtime
+        .stored_value(&relist_key(module))
+        .and_then(|v| v.get("hashes").cloned())
+        .and_then(|h| serde_json::from_value(h).ok())
+        .unwrap_or_default()
+}
+
+/// One re-list of a module without webhook events: commits what changed, appeared or vanished.
+async fn relist_module<D: DeskPages>(
+    runtime: &SourceRuntime,
+    desk: &D,
+    module: Module,
+    known: &mut HashMap<String, u64>,
+) -> Result<(), ReconcileError> {
+    let records = snapshot::list_all(desk, module, runtime.settings.list_from_base).await?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut fresh = HashMap::with_capacity(records.len());
+    let mut changes = Vec::new();
+    for record in records {
+        let Some(id) = snapshot::id_of(&record) else { continue };
+        let hash = content_hash(&record);
+        if known.get(&id) != Some(&hash) {
+            let version = record_time_ms(&record).unwrap_or(now);
+            changes.push(change(module, &id, record, version));
+        }
+        fresh.insert(id, hash);
+    }
+    // Without hashes from an earlier pass (first pass after the snapshot, or a module too big to persist
+    // them), what was there before is what the topic holds.
+    let previous: HashSet<String> = if known.is_empty() {
+        let topic = runtime.writer.encoder.topic(module);
+        table::live_keys(&runtime.kafka, &topic).await?
+    } else {
+        known.keys().cloned().collect()
+    };
+    let gone: HashSet<String> = previous.into_iter().filter(|id| !fresh.contains_key(id)).collect();
+    let mut found = 0u64;
+    if !gone.is_empty() {
+        let seen: HashSet<String> = fresh.keys().cloned().collect();
+        let sink = Sink {
+            source: runtime.name(),
+            writer: &runtime.writer,
+            producer: &runtime.stream_producer,
+            progress: &runtime.progress,
+            seen: None,
+        };
+        let outcome = deletions::commit_missing(desk, &sink, module, gone, &seen, false).await?;
+        found += outcome.deleted + outcome.refreshed;
+    }
+    let state = if fresh.len() <= RELIST_STATE_MAX {
+        vec![(relist_key(module), serde_json::json!({ "hashes": &fresh }))]
+    } else {
+        Vec::new()
+    };
+    let committed = runtime.writer.commit(&runtime.stream_producer, changes, state).await?;
+    found += committed.events as u64;
+    *known = fresh;
+    if found > 0 {
+        metrics::counter!(RECONCILE_EVENTS_TOTAL, "source" => runtime.name().to_owned(), "module" => module.name())
+            .increment(found);
+        tracing::info!(source = runtime.name(), module = %module, changes = found, "Re-list found changes.");
+    }
+    Ok(())
 }
 
 /// One pass over one module; returns the new watermark.

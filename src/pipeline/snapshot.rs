@@ -27,6 +27,8 @@ pub enum SnapshotError {
     Commit(#[from] CommitError),
     #[error("{module}: more than {OFFSET_CEILING} records share createdTime {ts_ms}; cannot page past them")]
     TieOverflow { module: Module, ts_ms: i64 },
+    #[error("{0} is walked by time or per ticket, not re-listed whole")]
+    NotListable(Module),
 }
 
 /// Everything a module snapshot writes through.
@@ -394,6 +396,28 @@ async fn complete_rows<D: DeskPages>(
         let Some(id) = id_of(&row) else { continue };
         let page = fetch(desk, module, format!("{}/{id}", spec.path), Vec::new(), "").await?;
         out.push(page.records.into_iter().next().unwrap_or(row));
+    }
+    Ok(out)
+}
+
+/// Every record of a module walked by plain paging, in one call, or per field module: the reconciler's
+/// re-list of the modules Desk sends no webhook events for.
+pub async fn list_all<D: DeskPages>(
+    desk: &D,
+    module: Module,
+    base: u32,
+) -> Result<Vec<Map<String, Value>>, SnapshotError> {
+    let mut cursor = SnapshotCursor::default();
+    let mut out = Vec::new();
+    while !cursor.done {
+        let (page, next) = match catalog::spec(module).walk {
+            Walk::List => list_step(desk, module, &cursor, base).await?,
+            Walk::Whole => whole_step(desk, module, &cursor).await?,
+            Walk::FieldMetadata => fields_step(desk, module, &cursor).await?,
+            Walk::Sorted | Walk::PerTicket => return Err(SnapshotError::NotListable(module)),
+        };
+        out.extend(page.records);
+        cursor = next;
     }
     Ok(out)
 }

@@ -112,6 +112,11 @@ impl SourceRuntime {
         &self.settings.name
     }
 
+    /// A state document committed before this start (`None` when there is none).
+    pub fn stored_value(&self, key: &str) -> Option<&serde_json::Value> {
+        self.stored.get(key)
+    }
+
     /// Where the reconciler starts: its committed watermark, else the snapshot's start (earlier changes are
     /// in the snapshot), else now.
     pub fn reconcile_watermark(&self, key: &str) -> i64 {
@@ -192,7 +197,7 @@ impl SourceRuntime {
             let checked = match (result, previous) {
                 (Ok(done), Some(previous)) if done.done => {
                     let seen = seen.lock().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default();
-                    deletions::commit_missing(desk, &sink, module, previous, &seen).await.map(|_| done)
+                    deletions::commit_missing(desk, &sink, module, previous, &seen, true).await.map(|_| done)
                 }
                 (result, _) => result,
             };

@@ -333,7 +333,12 @@ mod tests {
     use std::time::Instant;
 
     fn settings(rpm: u32, conc: u32, credits: u64) -> QuotaSettings {
-        QuotaSettings { requests_per_minute: rpm, max_concurrency: conc, daily_credits: credits }
+        QuotaSettings {
+            requests_per_minute: rpm,
+            max_concurrency: conc,
+            daily_credits: credits,
+            ..QuotaSettings::default()
+        }
     }
 
     #[test]

@@ -185,6 +185,12 @@ impl Bridge {
         self.stderr.take().map(|h| h.join().unwrap()).unwrap_or_default()
     }
 
+    /// The exit code and stderr if the child has exited, without waiting.
+    pub fn exited(&mut self) -> Option<(i32, String)> {
+        let status = self.child.try_wait().ok().flatten()?;
+        Some((status.code().unwrap_or(-1), self.stderr.take().map(|h| h.join().unwrap()).unwrap_or_default()))
+    }
+
     pub fn wait(&mut self, timeout: std::time::Duration) -> (i32, String) {
         let deadline = std::time::Instant::now() + timeout;
         let code = loop {
