@@ -187,6 +187,7 @@ pub async fn run(
     let desks = DeskRegistry::new(ClientOptions::default());
     let mut handles = Vec::new();
     for s in &settings.sources {
+        crate::metrics::init_source(&s.name, &s.selected_modules().unwrap_or_default());
         let desk = desks.client(s).map_err(|error| AppError::Desk { source_name: s.name.clone(), error })?;
         handles.push(Arc::new(SourceHandle {
             name: s.name.clone(),

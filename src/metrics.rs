@@ -18,6 +18,10 @@ pub const KAFKA_TRANSACTIONS_TOTAL: &str = "zoho_desk_cdc_kafka_transactions_tot
 pub const OAUTH_REFRESH_TOTAL: &str = "zoho_desk_cdc_oauth_refresh_total";
 pub const RECONCILE_EVENTS_TOTAL: &str = "zoho_desk_cdc_reconcile_events_total";
 pub const BUILD_INFO: &str = "zoho_desk_cdc_build_info";
+/// From librdkafka's statistics callback.
+pub const KAFKA_QUEUE_MESSAGES: &str = "zoho_desk_cdc_kafka_queue_messages";
+pub const KAFKA_QUEUE_BYTES: &str = "zoho_desk_cdc_kafka_queue_bytes";
+pub const KAFKA_BROKER_RTT_MS: &str = "zoho_desk_cdc_kafka_broker_rtt_ms";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -35,6 +39,34 @@ pub fn install() -> Option<PrometheusHandle> {
             })
         })
         .clone()
+}
+
+/// Registers a source's series at zero, so dashboards and alerts see every CONTRACT metric from the start
+/// (a counter that never moved is otherwise absent, which `rate()` and `absent()` read differently).
+pub fn init_source(source: &str, modules: &[crate::zoho::module::Module]) {
+    let s = || source.to_owned();
+    for reason in ["too_many_requests", "threshold_exceeded"] {
+        metrics::counter!(API_RATE_LIMITED_TOTAL, "source" => s(), "reason" => reason).absolute(0);
+    }
+    for outcome in ["ok", "rejected", "throttled", "error"] {
+        metrics::counter!(OAUTH_REFRESH_TOTAL, "source" => s(), "outcome" => outcome).absolute(0);
+    }
+    for outcome in ["committed", "aborted"] {
+        metrics::counter!(KAFKA_TRANSACTIONS_TOTAL, "source" => s(), "outcome" => outcome).absolute(0);
+    }
+    metrics::counter!(KAFKA_PRODUCE_ERRORS_TOTAL, "source" => s()).absolute(0);
+    metrics::counter!(WEBHOOK_REQUESTS_TOTAL, "source" => s(), "status" => "200").absolute(0);
+    metrics::counter!(WEBHOOK_EVENTS_TOTAL, "source" => s(), "event_type" => "other").absolute(0);
+    for m in modules {
+        let module = m.name();
+        metrics::counter!(SNAPSHOT_RECORDS_TOTAL, "source" => s(), "module" => module).absolute(0);
+        metrics::counter!(RECONCILE_EVENTS_TOTAL, "source" => s(), "module" => module).absolute(0);
+        metrics::gauge!(SNAPSHOT_COMPLETED, "source" => s(), "module" => module).set(0.0);
+        metrics::gauge!(MILLISECONDS_BEHIND_SOURCE, "source" => s(), "module" => module).set(0.0);
+        for op in ["r", "c", "u", "d"] {
+            metrics::counter!(EVENTS_TOTAL, "source" => s(), "module" => module, "op" => op).absolute(0);
+        }
+    }
 }
 
 fn describe() {
@@ -55,4 +87,10 @@ fn describe() {
     describe_counter!(KAFKA_TRANSACTIONS_TOTAL, "Kafka transactions, by outcome (committed, aborted).");
     describe_counter!(OAUTH_REFRESH_TOTAL, "Access-token refreshes, by outcome.");
     describe_counter!(RECONCILE_EVENTS_TOTAL, "Changes found by the reconciler that webhooks missed.");
+    describe_gauge!(
+        KAFKA_QUEUE_MESSAGES,
+        "Messages waiting in the producer's local queue (librdkafka msg_cnt)."
+    );
+    describe_gauge!(KAFKA_QUEUE_BYTES, "Bytes waiting in the producer's local queue (librdkafka msg_size).");
+    describe_gauge!(KAFKA_BROKER_RTT_MS, "Mean broker round-trip time over the last statistics window.");
 }

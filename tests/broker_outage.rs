@@ -91,6 +91,8 @@ async fn deliveries_get_503_while_kafka_is_down_and_nothing_acknowledged_is_lost
         (id, http.post(&url).json(&body).send())
     };
 
+    let readyz = format!("http://127.0.0.1:{aport}/readyz");
+    assert!(wait_status(&readyz, 200, Duration::from_secs(60)).await, "/readyz never turned 200");
     let mut acknowledged = Vec::new();
     for _ in 0..5 {
         let (id, fut) = deliver();
@@ -116,8 +118,9 @@ async fn deliveries_get_503_while_kafka_is_down_and_nothing_acknowledged_is_lost
         assert_ne!(status, 200, "acknowledged delivery {id} while Kafka was down");
         assert_eq!(status, 503);
     }
-    // Still serving.
+    // Still serving, and not ready.
     assert!(common::wait_http_ok(&url, Duration::from_secs(5)).await);
+    assert!(wait_status(&readyz, 503, Duration::from_secs(60)).await, "/readyz stayed ready without Kafka");
 
     tokio::task::spawn_blocking({
         let b = PrivateBroker { dir: broker.dir.clone(), port: broker.port, controller: broker.controller };
@@ -142,6 +145,7 @@ async fn deliveries_get_503_while_kafka_is_down_and_nothing_acknowledged_is_lost
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    assert!(wait_status(&readyz, 200, Duration::from_secs(60)).await, "/readyz did not recover");
     let (rc, err) = bridge.terminate(Duration::from_secs(60));
     assert_eq!(rc, 0, "{}", common::tail(&err, 20));
 
@@ -181,4 +185,19 @@ async fn deliveries_get_503_while_kafka_is_down_and_nothing_acknowledged_is_lost
     }
     sim.stop().await.unwrap();
     drop(broker);
+}
+
+/// Polls `url` until it answers `status` or `timeout` passes.
+async fn wait_status(url: &str, status: u16, timeout: Duration) -> bool {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(r) = http.get(url).send().await {
+            if r.status().as_u16() == status {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    false
 }

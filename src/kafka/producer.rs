@@ -4,9 +4,14 @@
 
 use super::client_config;
 use crate::config::KafkaSettings;
-use crate::metrics::{KAFKA_PRODUCE_ERRORS_TOTAL, KAFKA_TRANSACTIONS_TOTAL};
+use crate::metrics::{
+    KAFKA_BROKER_RTT_MS, KAFKA_PRODUCE_ERRORS_TOTAL, KAFKA_QUEUE_BYTES, KAFKA_QUEUE_MESSAGES,
+    KAFKA_TRANSACTIONS_TOTAL,
+};
+use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
@@ -36,8 +41,32 @@ pub struct OutRecord {
     pub value: Option<Vec<u8>>,
 }
 
+/// How often librdkafka reports its statistics (queue depth, broker round trips) to `/metrics`.
+const STATISTICS_INTERVAL_MS: &str = "15000";
+
+/// Turns librdkafka's statistics into gauges labelled by source and role (brokers by node id).
+pub struct StatsContext {
+    source: String,
+    role: String,
+}
+
+impl ClientContext for StatsContext {
+    fn stats(&self, s: Statistics) {
+        let labels = [("source", self.source.clone()), ("role", self.role.clone())];
+        metrics::gauge!(KAFKA_QUEUE_MESSAGES, &labels).set(s.msg_cnt as f64);
+        metrics::gauge!(KAFKA_QUEUE_BYTES, &labels).set(s.msg_size as f64);
+        for broker in s.brokers.values().filter(|b| b.nodeid >= 0) {
+            if let Some(rtt) = &broker.rtt {
+                metrics::gauge!(KAFKA_BROKER_RTT_MS, "source" => self.source.clone(), "role" => self.role.clone(),
+                    "broker" => broker.nodeid.to_string())
+                .set(rtt.avg as f64 / 1000.0);
+            }
+        }
+    }
+}
+
 pub struct TxProducer {
-    producer: FutureProducer,
+    producer: FutureProducer<StatsContext>,
     transactional_id: Option<String>,
     source: String,
     /// Transactions on one producer are strictly sequential.
@@ -61,8 +90,12 @@ impl TxProducer {
         settings: &KafkaSettings,
         transactional_id: Option<String>,
         source: &str,
+        role: &str,
     ) -> Result<Self, ProduceError> {
         let mut cfg = client_config(settings);
+        if !settings.properties.contains_key("statistics.interval.ms") {
+            cfg.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+        }
         cfg.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
@@ -71,7 +104,9 @@ impl TxProducer {
         if let Some(id) = &transactional_id {
             cfg.set("transactional.id", id).set("transaction.timeout.ms", "60000");
         }
-        let producer: FutureProducer = cfg.create().map_err(ProduceError::Create)?;
+        let context = StatsContext { source: source.to_owned(), role: role.to_owned() };
+        let producer: FutureProducer<StatsContext> =
+            cfg.create_with_context(context).map_err(ProduceError::Create)?;
         let this = Self { producer, transactional_id, source: source.to_owned(), gate: Mutex::new(()) };
         if this.transactional_id.is_some() {
             let p = this.producer.clone();

@@ -227,7 +227,7 @@ async fn role_producer(
     role: &str,
 ) -> Result<TxProducer, SourceError> {
     let tid = kafka.exactly_once.then(|| transactional_id(&kafka.topic_prefix, &source.org_id, role));
-    TxProducer::connect(kafka, tid, &source.name)
+    TxProducer::connect(kafka, tid, &source.name, role)
         .await
         .map_err(|error| SourceError::Producer { source_name: source.name.clone(), error })
 }
