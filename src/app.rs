@@ -17,6 +17,7 @@ use crate::zoho::subscription;
 use std::sync::{Arc, Mutex};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -253,29 +254,36 @@ pub async fn run(
     for (rt, handle) in runtimes.iter().zip(&handles) {
         let (rt, handle, shutdown) = (rt.clone(), handle.clone(), shutdown.clone());
         let interval = std::time::Duration::from_secs(rt.settings.reconcile_interval_s);
+        let span = tracing::info_span!("reconcile", source = %rt.name());
         tokio::spawn(
-            async move { crate::pipeline::reconcile::run(&rt, &handle.desk, interval, &shutdown).await },
+            async move { crate::pipeline::reconcile::run(&rt, &handle.desk, interval, &shutdown).await }
+                .instrument(span),
         );
     }
 
     let fenced: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     for rt in &runtimes {
-        tokio::spawn(heartbeat(rt.clone(), fenced.clone(), shutdown.clone()));
+        let span = tracing::info_span!("heartbeat", source = %rt.name());
+        tokio::spawn(heartbeat(rt.clone(), fenced.clone(), shutdown.clone()).instrument(span));
     }
 
     let mut tasks = JoinSet::new();
     for (rt, handle) in runtimes.iter().zip(&handles) {
         let mode = snapshot_mode.unwrap_or(rt.settings.snapshot_mode);
         let (rt, handle, shutdown) = (rt.clone(), handle.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            let result = rt.run_snapshot(&handle.desk, mode, &shutdown).await;
-            if let Err(e) = &result {
-                if let Ok(mut slot) = handle.error.lock() {
-                    *slot = Some(e.to_string());
+        let span = tracing::info_span!("snapshot", source = %rt.name());
+        tasks.spawn(
+            async move {
+                let result = rt.run_snapshot(&handle.desk, mode, &shutdown).await;
+                if let Err(e) = &result {
+                    if let Ok(mut slot) = handle.error.lock() {
+                        *slot = Some(e.to_string());
+                    }
                 }
+                (mode, result)
             }
-            (mode, result)
-        });
+            .instrument(span),
+        );
     }
 
     let mut failure = None;

@@ -99,6 +99,24 @@ impl OrderingGuard {
         }
     }
 
+    /// Marks keys as committed earlier (by another process), version unknown: every newer version is still
+    /// admitted, but a snapshot re-read of them reports an update rather than a second `r`.
+    pub fn remember<'a>(&mut self, module: Module, ids: impl Iterator<Item = &'a String>) {
+        for id in ids {
+            let key = (module, id.clone());
+            if self.seen.contains_key(&key) {
+                continue;
+            }
+            self.seen.insert(key.clone(), Seen { version: i64::MIN, deleted: false });
+            self.order.push_back(key);
+        }
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+    }
+
     /// Whether any version of the key was committed (and is still remembered).
     pub fn knows(&self, module: Module, id: &str) -> bool {
         self.seen.contains_key(&(module, id.to_owned()))
@@ -162,6 +180,15 @@ mod tests {
         g.committed(&del);
         assert!(!g.admits(&ev(Op::Read, Some(T1), 0)));
         assert!(!g.admits(&del));
+    }
+
+    #[test]
+    fn remembered_keys_admit_any_version_but_are_known() {
+        let mut g = OrderingGuard::new(10);
+        let ids = ["1".to_owned()];
+        g.remember(Module::Tickets, ids.iter());
+        assert!(g.knows(Module::Tickets, "1"));
+        assert!(g.admits(&ev(Op::Read, Some(T1), 0)));
     }
 
     #[test]

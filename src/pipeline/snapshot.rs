@@ -390,15 +390,21 @@ async fn complete_rows<D: DeskPages>(
     module: Module,
     rows: Vec<Map<String, Value>>,
 ) -> Result<Vec<Map<String, Value>>, SnapshotError> {
+    use futures::stream::{self, StreamExt, TryStreamExt};
     let spec = catalog::spec(module);
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let Some(id) = id_of(&row) else { continue };
-        let page = fetch(desk, module, format!("{}/{id}", spec.path), Vec::new(), "").await?;
-        out.push(page.records.into_iter().next().unwrap_or(row));
-    }
-    Ok(out)
+    // Detail calls run side by side (the quota guard caps how many reach Desk at once); order is kept.
+    stream::iter(rows.into_iter().filter_map(|row| id_of(&row).map(|id| (id, row))))
+        .map(|(id, row)| async move {
+            let page = fetch(desk, module, format!("{}/{id}", spec.path), Vec::new(), "").await?;
+            Ok::<_, SnapshotError>(page.records.into_iter().next().unwrap_or(row))
+        })
+        .buffered(DETAIL_CALLS_IN_FLIGHT)
+        .try_collect()
+        .await
 }
+
+/// Detail calls of one search page in flight at once; the quota guard's `max_concurrency` still rules.
+const DETAIL_CALLS_IN_FLIGHT: usize = 16;
 
 /// Every record of a module walked by plain paging, in one call, or per field module: the reconciler's
 /// re-list of the modules Desk sends no webhook events for.

@@ -19,6 +19,7 @@ use crate::zoho::module::Module;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Keys remembered by the ordering guard per source.
 const GUARD_CAPACITY: usize = 1_000_000;
@@ -164,18 +165,27 @@ impl SourceRuntime {
         }
         let producer = &self.snapshot_producer;
         let total = plan.len();
-        for (i, (module, cursor)) in plan.into_iter().enumerate() {
+        for (i, (module, mut cursor)) in plan.into_iter().enumerate() {
+            let resumed = cursor.pages > 0;
+            let live = if resumed || deletions::applies(module) {
+                let topic = self.writer.encoder.topic(module);
+                table::live_keys(&self.kafka, &topic)
+                    .await
+                    .map_err(|error| SourceError::Table { source_name: name.clone(), error })?
+            } else {
+                HashSet::new()
+            };
+            if resumed {
+                // A resumed load must not read a key twice as `r`: a record emitted before the restart may
+                // be met again (a ticket that moved to a department not walked yet), and the new process's
+                // ordering guard has not seen it. The topic has.
+                self.writer.guard.lock().await.remember(module, live.iter());
+                // Deletes are counted per process; the count the cursor holds was the old process's.
+                cursor.deletes_seen = 0;
+            }
             // A load from scratch over a topic that already holds records also finds what Desk deleted
             // while no webhook reached us: whatever the load does not meet.
-            let previous = if deletions::applies(module) && cursor.pages == 0 {
-                let topic = self.writer.encoder.topic(module);
-                let live = table::live_keys(&self.kafka, &topic)
-                    .await
-                    .map_err(|error| SourceError::Table { source_name: name.clone(), error })?;
-                Some(live).filter(|l| !l.is_empty())
-            } else {
-                None
-            };
+            let previous = (!resumed && !live.is_empty() && deletions::applies(module)).then_some(live);
             let seen = std::sync::Mutex::new(HashSet::new());
             let sink = Sink {
                 source: &name,
@@ -193,6 +203,7 @@ impl SourceRuntime {
                 i + 1 == total,
                 shutdown,
             )
+            .instrument(tracing::info_span!("module", module = module.name()))
             .await;
             let checked = match (result, previous) {
                 (Ok(done), Some(previous)) if done.done => {

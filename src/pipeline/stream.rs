@@ -230,13 +230,18 @@ impl DeliveryHandler for StreamHandler {
     }
 
     fn handle(&self, source: String, delivery: Delivery) -> BoxFuture<'static, Verdict> {
+        use tracing::Instrument;
         let s = self.sources.get(&source).cloned();
-        Box::pin(async move {
-            match s {
-                Some(s) => s.handle(delivery).await,
-                None => Verdict::Unauthorized("unknown source".into()),
+        let span = tracing::info_span!("webhook", source = %source);
+        Box::pin(
+            async move {
+                match s {
+                    Some(s) => s.handle(delivery).await,
+                    None => Verdict::Unauthorized("unknown source".into()),
+                }
             }
-        })
+            .instrument(span),
+        )
     }
 
     fn accepting(&self) -> bool {
