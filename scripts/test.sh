@@ -39,12 +39,7 @@ for svc in kafka registry; do
 done
 
 echo "==> Python cross-check consumer (.cache/venv, tests/py/requirements.txt)"
-if ! cmp -s tests/py/requirements.txt .cache/venv/.requirements 2>/dev/null; then
-  rm -rf .cache/venv
-  python3 -m venv .cache/venv
-  .cache/venv/bin/pip install -q --disable-pip-version-check -r tests/py/requirements.txt
-  cp tests/py/requirements.txt .cache/venv/.requirements
-fi
+scripts/venv.sh >/dev/null
 
 echo "==> make deploy-check (kustomize render + offline Kubernetes schema validation)"
 scripts/deploy-check.sh

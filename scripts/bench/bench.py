@@ -1,0 +1,276 @@
+"""`make bench`: one run on this machine, all on loopback, against the real broker and registry.
+
+1. Snapshot: the simulator with no quota and 200,000 tickets (plus its standard other modules); the bridge
+   in exactly-once mode runs `--snapshot-mode initial_only`. Records/s, API calls against the minimum,
+   CPU seconds per record of the bridge process alone, peak RSS.
+2. Webhook ingest: examples/webhook_load posts Desk-format deliveries (batches of 1 and of 10) to the
+   service URL: events/s at saturation, p50/p99 from POST to 200 (the Kafka commit) at 2,000 events/s,
+   peak RSS.
+3. Kafka ceiling: Apache Kafka's ProducerPerformance on the same broker with the snapshot's mean record
+   size, acks=all, idempotent and transactional.
+4. Peers: see PEERS_NOTE.
+
+Writes target/bench/report.json (CONTRACT §9) and prints a Markdown table.
+"""
+import json
+import math
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REL = os.path.join(ROOT, "target", "release")
+OUT = os.path.join(ROOT, "target", "bench")
+BOOTSTRAP = "127.0.0.1:9092"
+REGISTRY = "http://127.0.0.1:8081/apis/ccompat/v7"
+ORG = "60000000001"
+TICKETS = int(os.environ.get("BENCH_TICKETS", "200000"))
+# Largest page per list-able module (src/zoho/catalog.rs); teams is one unpaged call.
+MAX_PAGE = {"tickets": 100, "contacts": 100, "accounts": 100, "departments": 200, "products": 100,
+            "agents": 200, "teams": 10**9, "tasks": 100, "calls": 100, "events": 100, "contracts": 100,
+            "articles": 50}
+PEERS_NOTE = ("Redpanda Connect is not available here under an open-source licence, so no peer ran; "
+              "the Strimzi Kafka Bridge (Apache-2.0, on Maven Central) is the candidate to add.")
+
+
+def log(msg):
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def http_json(url, data=None):
+    req = urllib.request.Request(url, data=None if data is None else json.dumps(data).encode(),
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return json.load(r)
+
+
+def wait_http(url, timeout=60):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except Exception:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer in {timeout} s")
+
+
+def start_sim(port, *flags):
+    log_file = open(os.path.join(OUT, f"sim-{port}.log"), "w")
+    p = subprocess.Popen([os.path.join(REL, "zoho-desk-sim"), "--addr", f"127.0.0.1:{port}", *flags],
+                         stdout=log_file, stderr=log_file)
+    wait_http(f"http://127.0.0.1:{port}/_sim/stats")
+    return p
+
+
+def stop(p, sig=signal.SIGTERM):
+    if p.poll() is None:
+        p.send_signal(sig)
+        try:
+            p.wait(60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def bridge_config(name, sim_port, prefix, extra_source="", webhook_port=18180, admin_port=18190):
+    path = os.path.join(OUT, f"{name}.toml")
+    with open(path, "w") as f:
+        f.write(f"""
+[kafka]
+bootstrap_servers = "{BOOTSTRAP}"
+topic_prefix = "{prefix}"
+[schema_registry]
+url = "{REGISTRY}"
+[http]
+webhook_listen = "127.0.0.1:{webhook_port}"
+admin_listen = "127.0.0.1:{admin_port}"
+public_url = "http://127.0.0.1:{webhook_port}"
+[[sources]]
+name = "main"
+org_id = "{ORG}"
+client_id = "1000.SIMCLIENT000000000000000000000"
+client_secret = "simsecret0000000000000000000000000000000000"
+credentials_file = "{OUT}/{name}.credentials.json"
+accounts_url = "http://127.0.0.1:{sim_port}"
+desk_url = "http://127.0.0.1:{sim_port}"
+{extra_source}
+[sources.quota]
+requests_per_minute = 1000000
+max_concurrency = 16
+daily_credits = 1000000000
+""")
+    code = http_json(f"http://127.0.0.1:{sim_port}/_sim/grant-codes", {})["code"]
+    subprocess.run([os.path.join(REL, "zoho-desk-cdc"), "auth", "--config", path, "--source", "main",
+                    "--code", code], check=True, capture_output=True)
+    return path
+
+
+def peak_rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def snapshot_bench(prefix):
+    sim = start_sim(18111, "--scale", f"tickets={TICKETS}", "--daily-credits", "1000000000",
+                    "--concurrency", "64")
+    try:
+        cfg = bridge_config("snapshot", 18111, prefix, webhook_port=18181, admin_port=18191)
+        before = http_json("http://127.0.0.1:18111/_sim/stats")["requests_total"]
+        usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.time()
+        with open(os.path.join(OUT, "snapshot-bridge.log"), "w") as err:
+            rc = subprocess.run([os.path.join(REL, "zoho-desk-cdc"), "run", "--config", cfg,
+                                 "--snapshot-mode", "initial_only"], stderr=err, stdout=err).returncode
+        seconds = time.time() - t0
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if rc != 0:
+            raise RuntimeError(f"snapshot run exited {rc}; see target/bench/snapshot-bridge.log")
+        calls = http_json("http://127.0.0.1:18111/_sim/stats")["requests_total"] - before
+        records, min_calls = 0, 0
+        for module, page in MAX_PAGE.items():
+            n = TICKETS if module == "tickets" else len(http_json(f"http://127.0.0.1:18111/_sim/state/{module}"))
+            records += n
+            min_calls += max(1, math.ceil(n / page))
+        cpu = (usage.ru_utime - usage0.ru_utime) + (usage.ru_stime - usage0.ru_stime)
+        return {"records": records, "seconds": round(seconds, 2), "records_per_s": round(records / seconds, 1),
+                "api_calls": calls, "min_api_calls": min_calls, "cpu_seconds": round(cpu, 2),
+                "cpu_us_per_record": round(cpu * 1e6 / records, 2),
+                "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
+    finally:
+        stop(sim)
+
+
+def loadgen(url, rate, batch, duration, concurrency):
+    out = subprocess.run([os.path.join(REL, "examples", "webhook_load"), "--url", url, "--rate", str(rate),
+                          "--batch", str(batch), "--duration-s", str(duration), "--concurrency",
+                          str(concurrency)], check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def webhook_bench(prefix):
+    sim = start_sim(18112)
+    bridge = None
+    try:
+        cfg = bridge_config("webhook", 18112, prefix,
+                            'snapshot_mode = "never"\nverify_jwt = false\nmodules = ["tickets"]\n'
+                            'reconcile_interval_s = 86400', webhook_port=18182, admin_port=18192)
+        with open(os.path.join(OUT, "webhook.credentials.json")) as f:
+            secret = json.load(f)["webhook_secret"]
+        url = f"http://127.0.0.1:18182/webhooks/zoho/main/{secret}"
+        err = open(os.path.join(OUT, "webhook-bridge.log"), "w")
+        bridge = subprocess.Popen([os.path.join(REL, "zoho-desk-cdc"), "run", "--config", cfg],
+                                  stderr=err, stdout=err)
+        wait_http(url, 90)
+        loadgen(url, 0, 1, 3, 16)  # warm-up: schemas, producer, connections
+        runs = {}
+        for batch in (1, 10):
+            runs[f"saturation_batch_{batch}"] = loadgen(url, 0, batch, 15, 64)
+        for batch in (1, 10):
+            runs[f"rate_2000_batch_{batch}"] = loadgen(url, 2000, batch, 15, 256)
+        rss = peak_rss_mib(bridge.pid)
+        best = max(r["events_per_s"] for k, r in runs.items() if k.startswith("saturation"))
+        fixed = runs["rate_2000_batch_10"]
+        summary = {"events": sum(r["events"] for r in runs.values()), "events_per_s": round(best, 1),
+                   "p50_ms": round(fixed["p50_ms"], 2), "p99_ms": round(fixed["p99_ms"], 2),
+                   "peak_rss_mib": round(rss, 1)}
+        return summary, runs
+    finally:
+        if bridge is not None:
+            stop(bridge)
+        stop(sim)
+
+
+def mean_record_size(topic):
+    sys.path.insert(0, "")
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"bench-{time.time_ns()}",
+                  "isolation.level": "read_committed", "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, 0, 0)])
+    sizes, end = [], time.time() + 30
+    while len(sizes) < 2000 and time.time() < end:
+        m = c.poll(1.0)
+        if m is not None and not m.error() and m.value():
+            sizes.append(len(m.value()))
+    c.close()
+    return int(sum(sizes) / len(sizes)) if sizes else 1024
+
+
+def create_topic(name):
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    for f in admin.create_topics([NewTopic(name, 3, 1)]).values():
+        try:
+            f.result(30)
+        except Exception as e:  # already there from an earlier run
+            if "TOPIC_ALREADY_EXISTS" not in str(e):
+                raise
+
+
+def kafka_ceiling(record_size, prefix):
+    results = {}
+    for mode in ("idempotent", "transactional"):
+        topic = f"{prefix}.ceiling.{mode}"
+        create_topic(topic)
+        args = [os.path.join(ROOT, "scripts", "services.sh"), "kafka-java",
+                "org.apache.kafka.tools.ProducerPerformance", "--topic", topic, "--num-records", "300000",
+                "--record-size", str(record_size), "--throughput", "-1", "--producer-props",
+                f"bootstrap.servers={BOOTSTRAP}", "acks=all", "enable.idempotence=true", "linger.ms=5",
+                "compression.type=lz4"]
+        if mode == "transactional":
+            args += ["--transactional-id", f"{prefix}-ceiling", "--transaction-duration-ms", "100"]
+        out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+        last = [l for l in out.splitlines() if "records sent" in l][-1]
+        results[mode] = float(last.split(",")[1].split()[0])
+    return {"tool": "org.apache.kafka.tools.ProducerPerformance (acks=all, idempotent; transactional)",
+            "record_size": record_size, "records_per_s": results["transactional"],
+            "records_per_s_idempotent": results["idempotent"]}
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    prefix = f"bench{int(time.time())}"
+    log(f"snapshot: {TICKETS} tickets, exactly-once ...")
+    snap = snapshot_bench(prefix + "s")
+    log(f"snapshot: {json.dumps(snap)}")
+    log("webhook ingest ...")
+    hook, runs = webhook_bench(prefix + "w")
+    log(f"webhook: {json.dumps(hook)}")
+    size = mean_record_size(f"{prefix}s.{ORG}.tickets")
+    log(f"Kafka ceiling with {size}-byte records ...")
+    ceiling = kafka_ceiling(size, prefix)
+    report = {"snapshot": snap, "webhook": hook, "webhook_runs": runs, "kafka_ceiling": ceiling,
+              "peers": [], "peers_note": PEERS_NOTE}
+    with open(os.path.join(OUT, "report.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    ratio = hook["events_per_s"] / ceiling["records_per_s"] if ceiling["records_per_s"] else 0
+    snap_ratio = snap["records_per_s"] / ceiling["records_per_s"] if ceiling["records_per_s"] else 0
+    print("| figure | value |\n|---|---|")
+    rows = [
+        ("snapshot records/s", snap["records_per_s"]),
+        ("snapshot API calls / minimum", f'{snap["api_calls"]} / {snap["min_api_calls"]}'),
+        ("snapshot CPU µs per record", snap["cpu_us_per_record"]),
+        ("snapshot peak RSS MiB", snap["peak_rss_mib"]),
+        ("webhook events/s at saturation", hook["events_per_s"]),
+        ("webhook p50 / p99 ms at 2,000 events/s", f'{hook["p50_ms"]} / {hook["p99_ms"]}'),
+        ("webhook peak RSS MiB", hook["peak_rss_mib"]),
+        (f'Kafka ceiling records/s ({size} B, transactional)', ceiling["records_per_s"]),
+        ("Kafka ceiling records/s (idempotent)", ceiling["records_per_s_idempotent"]),
+        ("bridge ÷ Kafka ceiling (webhook events/s)", round(ratio, 3)),
+        ("bridge ÷ Kafka ceiling (snapshot records/s)", round(snap_ratio, 3)),
+        ("bridge ÷ peer", "no peer ran (see report.json peers_note)"),
+    ]
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+    print(f"\nReport: {os.path.relpath(os.path.join(OUT, 'report.json'), ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
