@@ -4,27 +4,10 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-SVC="$ROOT/scripts/services.sh"
-
-started=()
-cleanup() {
-  local rc=$?
-  for (( i=${#started[@]}-1; i>=0; i-- )); do
-    "$SVC" "${started[$i]}-down" || true
-  done
-  exit "$rc"
-}
-trap cleanup EXIT INT TERM
-pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# shellcheck source=scripts/ensure-services.sh
+source "$ROOT/scripts/ensure-services.sh"
 
 cargo build --release --bins --example webhook_load
-for svc in kafka registry; do
-  port=9092; [[ $svc == registry ]] && port=8081
-  if ! pid_alive ".cache/$svc/$svc.pid" && ! port_open "$port"; then
-    "$SVC" "$svc-up"
-    started+=("$svc")
-  fi
-done
+ensure_services kafka registry
 PY="$(scripts/venv.sh)"
 "$PY" scripts/bench/bench.py

@@ -20,17 +20,7 @@ async fn an_always_reload_tombstones_records_deleted_while_the_bridge_was_down()
     let config = config.to_str().unwrap().to_owned();
     common::auth(&base, &config).await;
 
-    let (rc, _, err) = tokio::task::spawn_blocking({
-        let c = config.clone();
-        move || {
-            common::run_bridge(
-                &["run", "--config", &c, "--snapshot-mode", "initial_only"],
-                Duration::from_secs(300),
-            )
-        }
-    })
-    .await
-    .unwrap();
+    let (rc, err) = common::run_initial_only(&config, Duration::from_secs(300)).await;
     assert_eq!(rc, 0, "first load failed:\n{}", common::tail(&err, 40));
 
     // The bridge is down: Desk deletes records and nobody is told.

@@ -47,17 +47,7 @@ async fn initial_only_loads_every_module_exactly_once_with_minimal_api_calls() {
 
     let before: serde_json::Value =
         http.get(format!("{base}/_sim/stats")).send().await.unwrap().json().await.unwrap();
-    let (rc, _, err) = tokio::task::spawn_blocking({
-        let c = config_s.clone();
-        move || {
-            common::run_bridge(
-                &["run", "--config", &c, "--snapshot-mode", "initial_only"],
-                Duration::from_secs(600),
-            )
-        }
-    })
-    .await
-    .unwrap();
+    let (rc, err) = common::run_initial_only(&config_s, Duration::from_secs(600)).await;
     assert_eq!(rc, 0, "run failed:\n{}", common::tail(&err, 40));
     let after: serde_json::Value =
         http.get(format!("{base}/_sim/stats")).send().await.unwrap().json().await.unwrap();
@@ -106,14 +96,7 @@ async fn opt_in_child_modules_load_threads_and_comments() {
     );
     let config = config.to_str().unwrap().to_owned();
     common::auth(&base, &config).await;
-    let (rc, _, err) = tokio::task::spawn_blocking(move || {
-        common::run_bridge(
-            &["run", "--config", &config, "--snapshot-mode", "initial_only"],
-            Duration::from_secs(300),
-        )
-    })
-    .await
-    .unwrap();
+    let (rc, err) = common::run_initial_only(&config, Duration::from_secs(300)).await;
     assert_eq!(rc, 0, "run failed:\n{}", common::tail(&err, 40));
     let (ok, out) = common::verify_topics(&base, &prefix, &["ticket_threads", "ticket_comments"]).await;
     eprintln!("{out}");

@@ -18,6 +18,18 @@ pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
     cfg
 }
 
+/// A consumer that reads a topic from the start up to its end, committed records only, without a group
+/// offset (`group.id` is required by librdkafka but never committed to).
+pub fn read_committed_config(settings: &KafkaSettings, group: &str) -> ClientConfig {
+    let mut cfg = client_config(settings);
+    cfg.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest");
+    cfg
+}
+
 /// `check` / readiness probe: the cluster answers a metadata request. Returns the broker count.
 pub async fn ping(settings: &KafkaSettings) -> Result<usize, rdkafka::error::KafkaError> {
     use rdkafka::consumer::{BaseConsumer, Consumer};

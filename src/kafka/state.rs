@@ -2,7 +2,7 @@
 //! name (snapshot cursors, watermarks). Writes ride in the same transaction as the data they describe; reads
 //! use `read_committed`, so a cursor is never ahead of the data it covers.
 
-use super::client_config;
+use super::read_committed_config;
 use crate::config::KafkaSettings;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -29,15 +29,7 @@ pub async fn load(
     settings: &KafkaSettings,
     topic: &str,
 ) -> Result<HashMap<String, serde_json::Value>, StateError> {
-    let cfg = {
-        let mut c = client_config(settings);
-        c.set("group.id", "zoho-desk-cdc-state-reader")
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", "earliest");
-        c
-    };
+    let cfg = read_committed_config(settings, "zoho-desk-cdc-state-reader");
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || read_all(cfg, &topic)).await.map_err(|_| StateError::Join)?
 }

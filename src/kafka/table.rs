@@ -2,7 +2,7 @@
 //! A full re-load compares it with what Desk still lists, to find records deleted while nobody listened.
 //! Only keys are decoded; values are never parsed.
 
-use super::client_config;
+use super::read_committed_config;
 use crate::config::KafkaSettings;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -25,12 +25,7 @@ pub enum TableError {
 
 /// The ids whose latest committed record in `topic` is a value, not a tombstone.
 pub async fn live_keys(settings: &KafkaSettings, topic: &str) -> Result<HashSet<String>, TableError> {
-    let mut cfg = client_config(settings);
-    cfg.set("group.id", "zoho-desk-cdc-table-reader")
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest");
+    let cfg = read_committed_config(settings, "zoho-desk-cdc-table-reader");
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || read_keys(cfg, &topic)).await.map_err(|_| TableError::Join)?
 }

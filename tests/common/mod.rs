@@ -270,6 +270,17 @@ pub async fn verify_topics_with(
     (out.status.success(), text)
 }
 
+/// Runs `run --snapshot-mode initial_only` to completion (bounded) and returns (exit code, stderr).
+pub async fn run_initial_only(config: &str, timeout: std::time::Duration) -> (i32, String) {
+    let config = config.to_owned();
+    let (rc, _, err) = tokio::task::spawn_blocking(move || {
+        run_bridge(&["run", "--config", &config, "--snapshot-mode", "initial_only"], timeout)
+    })
+    .await
+    .unwrap();
+    (rc, err)
+}
+
 /// Exchanges a fresh simulator grant code with `zoho-desk-cdc auth`.
 pub async fn auth(sim_base: &str, config: &str) {
     let grant: serde_json::Value = reqwest::Client::new()
