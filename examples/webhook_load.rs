@@ -144,9 +144,13 @@ async fn main() -> anyhow::Result<()> {
         let interval = Duration::from_secs_f64(a.batch as f64 / a.rate);
         let mut next = Instant::now();
         let mut n = 0u64;
-        while next < deadline {
+        while next < deadline && Instant::now() < deadline {
             tokio::time::sleep_until(next.into()).await;
-            let permit = gate.clone().acquire_owned().await?;
+            // Past the in-flight cap the target cannot keep the rate: stop at the deadline either way.
+            let Ok(Ok(permit)) = tokio::time::timeout_at(deadline.into(), gate.clone().acquire_owned()).await
+            else {
+                break;
+            };
             let send = send.clone();
             tasks.spawn(async move {
                 send(n).await;

@@ -152,7 +152,9 @@ def loadgen(url, rate, batch, duration, concurrency):
     out = subprocess.run([os.path.join(REL, "examples", "webhook_load"), "--url", url, "--rate", str(rate),
                           "--batch", str(batch), "--duration-s", str(duration), "--concurrency",
                           str(concurrency)], check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    result = json.loads(out.strip().splitlines()[-1])
+    log(f"  load rate={rate} batch={batch}: {json.dumps(result)}")
+    return result
 
 
 def webhook_bench(prefix):
