@@ -39,6 +39,8 @@ pub enum AppError {
         "source {0}: another instance with the same configuration took over (its Kafka transactional id fenced this one)"
     )]
     Fenced(String),
+    #[error("source {source_name}: {error}")]
+    Producer { source_name: String, error: crate::kafka::producer::ProduceError },
 }
 
 struct SourceHandle {
@@ -84,7 +86,11 @@ impl Probe for AppProbe {
 
 /// An idle producer learns that a newer instance fenced it only when it next writes: a small state record
 /// every few seconds per role makes a takeover known promptly, and stops this instance.
-async fn heartbeat(rt: Arc<SourceRuntime>, fenced: Arc<Mutex<Option<String>>>, shutdown: CancellationToken) {
+async fn heartbeat(
+    rt: Arc<SourceRuntime>,
+    stopped: Arc<Mutex<Option<AppError>>>,
+    shutdown: CancellationToken,
+) {
     use crate::kafka::producer::ProduceError;
     use crate::pipeline::commit::CommitError;
     loop {
@@ -102,14 +108,17 @@ async fn heartbeat(rt: Arc<SourceRuntime>, fenced: Arc<Mutex<Option<String>>>, s
                 Err(CommitError::Produce(ProduceError::Fenced(id))) => {
                     tracing::error!(source = rt.name(), transactional_id = %id,
                         "Another instance with the same configuration took over this source; stopping.");
-                    if let Ok(mut f) = fenced.lock() {
-                        f.get_or_insert_with(|| rt.name().to_owned());
+                    if let Ok(mut f) = stopped.lock() {
+                        f.get_or_insert_with(|| AppError::Fenced(rt.name().to_owned()));
                     }
                     shutdown.cancel();
                     return;
                 }
                 Err(CommitError::Produce(error @ ProduceError::Fatal(_))) => {
                     tracing::error!(source = rt.name(), role, %error, "Kafka producer failed for good; stopping.");
+                    if let Ok(mut f) = stopped.lock() {
+                        f.get_or_insert(AppError::Producer { source_name: rt.name().to_owned(), error });
+                    }
                     shutdown.cancel();
                     return;
                 }
@@ -261,10 +270,10 @@ pub async fn run(
         );
     }
 
-    let fenced: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let stopped: Arc<Mutex<Option<AppError>>> = Arc::new(Mutex::new(None));
     for rt in &runtimes {
         let span = tracing::info_span!("heartbeat", source = %rt.name());
-        tokio::spawn(heartbeat(rt.clone(), fenced.clone(), shutdown.clone()).instrument(span));
+        tokio::spawn(heartbeat(rt.clone(), stopped.clone(), shutdown.clone()).instrument(span));
     }
 
     let mut tasks = JoinSet::new();
@@ -327,8 +336,8 @@ pub async fn run(
         Ok(result) => result?,
         Err(error) => tracing::warn!(%error, "Admin server task ended abnormally."),
     }
-    if let Some(source) = fenced.lock().ok().and_then(|f| f.clone()) {
-        failure.get_or_insert(AppError::Fenced(source));
+    if let Some(reason) = stopped.lock().ok().and_then(|mut f| f.take()) {
+        failure.get_or_insert(reason);
     }
     match failure {
         Some(e) => Err(e),
