@@ -10,7 +10,7 @@ use crate::metrics::{
 };
 use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -142,14 +142,18 @@ impl TxProducer {
         if self.is_transactional() {
             self.producer.begin_transaction().map_err(|e| self.classify(e))?;
         }
-        let sent = self.send_all(&records).await;
-        if let Err(e) = sent {
-            if self.is_transactional() {
-                self.abort().await;
+        let pending = match self.send_all(&records).await {
+            Ok(pending) => pending,
+            Err(e) => {
+                if self.is_transactional() {
+                    self.abort().await;
+                }
+                return Err(self.classify(e));
             }
-            return Err(self.classify(e));
-        }
+        };
         if self.is_transactional() {
+            // The commit flushes at once (not after linger.ms) and fails if any record failed, so it need
+            // not wait for the deliveries first.
             let p = self.producer.clone();
             let committed = tokio::task::spawn_blocking(move || p.commit_transaction(TXN_TIMEOUT))
                 .await
@@ -161,10 +165,22 @@ impl TxProducer {
                 return Err(self.classify(e));
             }
         }
+        Self::delivered(pending).await.map_err(|e| self.classify(e))
+    }
+
+    async fn delivered(pending: Vec<DeliveryFuture>) -> Result<(), KafkaError> {
+        for fut in pending {
+            match fut.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(e),
+                Err(_) => return Err(KafkaError::Canceled),
+            }
+        }
         Ok(())
     }
 
-    async fn send_all(&self, records: &[OutRecord]) -> Result<(), KafkaError> {
+    /// Hands every record to librdkafka, waiting for room when its local queue is full.
+    async fn send_all(&self, records: &[OutRecord]) -> Result<Vec<DeliveryFuture>, KafkaError> {
         let mut pending = Vec::with_capacity(records.len());
         for r in records {
             let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&r.topic).key(r.key.as_slice());
@@ -187,14 +203,7 @@ impl TxProducer {
             };
             pending.push(fut);
         }
-        for fut in pending {
-            match fut.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(e),
-                Err(_) => return Err(KafkaError::Canceled),
-            }
-        }
-        Ok(())
+        Ok(pending)
     }
 
     /// A fenced producer reports it as a fatal client error, whatever error the failed call returned

@@ -8,6 +8,8 @@ use crate::avro::encoder::{EncodeError, Encoder};
 use crate::change::{ChangeEvent, Op};
 use crate::kafka::producer::{OutRecord, ProduceError, TxProducer};
 use crate::metrics::EVENTS_TOTAL;
+use crate::zoho::module::Module;
+use std::collections::HashMap;
 use tokio::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
@@ -53,15 +55,72 @@ impl Writer {
         state: Vec<(String, serde_json::Value)>,
     ) -> Result<Committed, CommitError> {
         let mut guard = self.guard.lock().await;
-        let now = chrono::Utc::now().timestamp_millis();
+        let mut batch = Batch::new(events.len() + state.len());
+        let group = batch.add(&self.encoder, &guard, events)?;
+        for (key, value) in state {
+            batch.out.push(OutRecord {
+                topic: self.state_topic.clone(),
+                key: key.into_bytes(),
+                value: Some(value.to_string().into_bytes()),
+            });
+        }
+        batch.write(self, producer, &mut guard).await?;
+        Ok(group)
+    }
+
+    /// Commits several independent `groups` (concurrent webhook deliveries) in one producer call, so one
+    /// transaction serves them all. A group that cannot be encoded fails alone; a failed write fails all.
+    pub async fn commit_groups(
+        &self,
+        producer: &TxProducer,
+        groups: Vec<Vec<ChangeEvent>>,
+    ) -> Result<Vec<Result<Committed, EncodeError>>, ProduceError> {
+        let mut guard = self.guard.lock().await;
+        let mut batch = Batch::new(groups.iter().map(Vec::len).sum());
+        let results: Vec<_> = groups.into_iter().map(|g| batch.add(&self.encoder, &guard, g)).collect();
+        batch.write(self, producer, &mut guard).await?;
+        Ok(results)
+    }
+}
+
+/// The records of one producer call, built group by group under the ordering guard's lock.
+struct Batch {
+    now: i64,
+    out: Vec<OutRecord>,
+    admitted: Vec<ChangeEvent>,
+    /// (version, op) of every admitted event by key: within a batch the guard must also see earlier events
+    /// of the same key, and a map keeps a whole page (or many grouped deliveries) linear.
+    seen: Seen,
+}
+
+type Seen = HashMap<(Module, String), Vec<(i64, Op)>>;
+
+impl Batch {
+    fn new(capacity: usize) -> Self {
+        Self {
+            now: chrono::Utc::now().timestamp_millis(),
+            out: Vec::with_capacity(capacity + 1),
+            admitted: Vec::with_capacity(capacity),
+            seen: HashMap::with_capacity(capacity),
+        }
+    }
+
+    /// Admits and encodes one group. On an encoding error nothing of the group enters the batch.
+    fn add(
+        &mut self,
+        encoder: &Encoder,
+        guard: &OrderingGuard,
+        events: Vec<ChangeEvent>,
+    ) -> Result<Committed, EncodeError> {
         let mut admitted: Vec<ChangeEvent> = Vec::with_capacity(events.len());
+        let mut mine: Seen = HashMap::with_capacity(events.len());
         let mut stale = 0;
         for mut e in events {
-            // Within one batch the guard must also see earlier events of the same key.
-            let superseded = admitted.iter().any(|p| {
-                let (pv, ev) = (super::ordering::version_of(p), super::ordering::version_of(&e));
-                p.module == e.module && p.id == e.id && (pv > ev || (pv == ev && p.op == e.op))
-            });
+            let v = super::ordering::version_of(&e);
+            let key = (e.module, e.id.clone());
+            let newer = |(pv, op): &(i64, Op)| *pv > v || (*pv == v && *op == e.op);
+            let superseded = self.seen.get(&key).is_some_and(|s| s.iter().any(newer))
+                || mine.get(&key).is_some_and(|s| s.iter().any(newer));
             if superseded || !guard.admits(&e) {
                 stale += 1;
                 continue;
@@ -72,37 +131,46 @@ impl Writer {
                 e.op = Op::Update;
                 e.snapshot = None;
             }
+            mine.entry(key).or_default().push((v, e.op));
             admitted.push(e);
         }
-        let mut out = Vec::with_capacity(admitted.len() + state.len() + 1);
+        let mut out = Vec::with_capacity(admitted.len() + 1);
         for e in &admitted {
-            let topic = self.encoder.topic(e.module);
-            let key = self.encoder.encode_key(e.module, &e.id)?;
+            let topic = encoder.topic(e.module);
+            let key = encoder.encode_key(e.module, &e.id)?;
             out.push(OutRecord {
                 topic: topic.clone(),
                 key: key.clone(),
-                value: Some(self.encoder.encode_value(e, now)?),
+                value: Some(encoder.encode_value(e, self.now)?),
             });
             if e.op == Op::Delete {
                 // The tombstone lets log compaction forget the record.
                 out.push(OutRecord { topic, key, value: None });
             }
         }
-        for (key, value) in state {
-            out.push(OutRecord {
-                topic: self.state_topic.clone(),
-                key: key.into_bytes(),
-                value: Some(value.to_string().into_bytes()),
-            });
+        let events = admitted.len();
+        self.out.append(&mut out);
+        self.admitted.append(&mut admitted);
+        for (key, mut versions) in mine {
+            self.seen.entry(key).or_default().append(&mut versions);
         }
-        if !out.is_empty() {
-            producer.write(out).await?;
+        Ok(Committed { events, stale })
+    }
+
+    async fn write(
+        self,
+        writer: &Writer,
+        producer: &TxProducer,
+        guard: &mut OrderingGuard,
+    ) -> Result<(), ProduceError> {
+        if !self.out.is_empty() {
+            producer.write(self.out).await?;
         }
-        for e in &admitted {
+        for e in &self.admitted {
             guard.committed(e);
-            metrics::counter!(EVENTS_TOTAL, "source" => self.source.clone(), "module" => e.module.name(), "op" => e.op.code())
+            metrics::counter!(EVENTS_TOTAL, "source" => writer.source.clone(), "module" => e.module.name(), "op" => e.op.code())
                 .increment(1);
         }
-        Ok(Committed { events: admitted.len(), stale })
+        Ok(())
     }
 }
