@@ -12,6 +12,8 @@ pub const API_CREDITS_REMAINING: &str = "zoho_desk_cdc_api_credits_remaining";
 pub const API_RATE_LIMITED_TOTAL: &str = "zoho_desk_cdc_api_rate_limited_total";
 pub const WEBHOOK_REQUESTS_TOTAL: &str = "zoho_desk_cdc_webhook_requests_total";
 pub const WEBHOOK_EVENTS_TOTAL: &str = "zoho_desk_cdc_webhook_events_total";
+pub const WEBHOOK_INFLIGHT_BYTES: &str = "zoho_desk_cdc_webhook_inflight_bytes";
+pub const WEBHOOK_GROUP_DELIVERIES: &str = "zoho_desk_cdc_webhook_group_deliveries";
 pub const MILLISECONDS_BEHIND_SOURCE: &str = "zoho_desk_cdc_milliseconds_behind_source";
 pub const KAFKA_PRODUCE_ERRORS_TOTAL: &str = "zoho_desk_cdc_kafka_produce_errors_total";
 pub const KAFKA_TRANSACTIONS_TOTAL: &str = "zoho_desk_cdc_kafka_transactions_total";
@@ -70,7 +72,7 @@ pub fn init_source(source: &str, modules: &[crate::zoho::module::Module]) {
 }
 
 fn describe() {
-    use metrics::{describe_counter, describe_gauge};
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_counter!(EVENTS_TOTAL, "Change events committed to Kafka, by source, module and op.");
     describe_counter!(SNAPSHOT_RECORDS_TOTAL, "Records read by the snapshot.");
     describe_gauge!(SNAPSHOT_COMPLETED, "1 once a module's snapshot is committed.");
@@ -82,6 +84,14 @@ fn describe() {
     describe_counter!(API_RATE_LIMITED_TOTAL, "Desk answers of 429 TOO_MANY_REQUESTS or THRESHOLD_EXCEEDED.");
     describe_counter!(WEBHOOK_REQUESTS_TOTAL, "Requests to the service URL, by HTTP status answered.");
     describe_counter!(WEBHOOK_EVENTS_TOTAL, "Webhook events received, by Desk event type.");
+    describe_gauge!(
+        WEBHOOK_INFLIGHT_BYTES,
+        "Declared bytes of webhook deliveries being handled (bounded by http.webhook_max_inflight_mib)."
+    );
+    describe_histogram!(
+        WEBHOOK_GROUP_DELIVERIES,
+        "Webhook deliveries committed together in one producer call (group commit)."
+    );
     describe_gauge!(MILLISECONDS_BEHIND_SOURCE, "Commit time minus the change's Desk event time.");
     describe_counter!(KAFKA_PRODUCE_ERRORS_TOTAL, "Produce or transaction errors.");
     describe_counter!(KAFKA_TRANSACTIONS_TOTAL, "Kafka transactions, by outcome (committed, aborted).");

@@ -1,21 +1,33 @@
 //! The webhook stream of each source: verifies a delivery, maps its events to changes, and commits them
-//! (one transaction per delivery in exactly-once mode) before the service URL answers 200.
+//! before the service URL answers 200. Deliveries that arrive while a commit is under way wait for the next
+//! one and then share it (group commit): one Kafka transaction serves them all, so throughput grows with
+//! concurrency instead of being capped at one transaction per delivery.
 
-use super::commit::CommitError;
 use super::source::SourceRuntime;
+use crate::avro::encoder::EncodeError;
 use crate::change::{ChangeEvent, Op, record_time_ms};
 use crate::http::webhook::{Delivery, DeliveryHandler, Verdict};
 use crate::kafka::producer::{ProduceError, TxProducer};
-use crate::metrics::{MILLISECONDS_BEHIND_SOURCE, WEBHOOK_EVENTS_TOTAL};
+use crate::metrics::{MILLISECONDS_BEHIND_SOURCE, WEBHOOK_EVENTS_TOTAL, WEBHOOK_GROUP_DELIVERIES};
 use crate::secret::Secret;
 use crate::zoho::catalog;
 use crate::zoho::client::DeskClient;
 use crate::zoho::jwks::JwksVerifier;
 use crate::zoho::webhook::{self, Delivery as Parsed, Hint};
 use futures::future::BoxFuture;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::oneshot;
+
+/// Events one group transaction takes at most; later deliveries wait for the next one.
+const MAX_GROUP_EVENTS: usize = 5_000;
+
+/// A delivery's changes waiting for the next group commit, with where to send its verdict.
+struct Pending {
+    changes: Vec<ChangeEvent>,
+    reply: oneshot::Sender<Verdict>,
+}
 
 /// One source's stream.
 pub struct StreamSource {
@@ -29,6 +41,10 @@ pub struct StreamSource {
     pub webhook_id: RwLock<Option<String>>,
     /// Whether the subscription id was already looked up (once, on the first signed delivery).
     aud_lookup: AtomicBool,
+    /// Deliveries waiting for a commit, in arrival order.
+    pending: Mutex<VecDeque<Pending>>,
+    /// Held by the delivery whose task commits the next group.
+    leader: tokio::sync::Mutex<()>,
 }
 
 impl StreamSource {
@@ -47,6 +63,8 @@ impl StreamSource {
             verifier,
             webhook_id: RwLock::new(None),
             aud_lookup: AtomicBool::new(false),
+            pending: Mutex::new(VecDeque::new()),
+            leader: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -142,29 +160,86 @@ impl StreamSource {
         let lags: Vec<(crate::zoho::module::Module, i64)> =
             changes.iter().map(|c| (c.module, now - c.source_ts_ms)).collect();
         // Commit in its own task: if the HTTP deadline passes, the transaction still finishes (or aborts)
-        // cleanly instead of being cut off half-way.
-        let this = self.clone();
-        let commit =
-            tokio::spawn(
-                async move { this.runtime.writer.commit(&this.producer, changes, Vec::new()).await },
-            );
-        match commit.await {
-            Ok(Ok(_)) => {
-                for (module, lag) in lags {
-                    metrics::gauge!(MILLISECONDS_BEHIND_SOURCE, "source" => self.name().to_owned(), "module" => module.name())
-                        .set(lag.max(0) as f64);
-                }
-                Verdict::Accepted
-            }
-            Ok(Err(CommitError::Produce(ProduceError::Fenced(id)))) => {
-                tracing::error!(source = self.name(), transactional_id = %id, "Another bridge instance took over this source's stream; refusing deliveries.");
-                Verdict::Unavailable("another instance owns this source".into())
-            }
-            Ok(Err(error)) => {
-                tracing::warn!(source = self.name(), %error, "Webhook delivery not committed; answering 503.");
-                Verdict::Unavailable("Kafka unavailable".into())
-            }
+        // cleanly instead of being cut off half-way, and the deliveries grouped with this one get answered.
+        let verdict = match tokio::spawn(self.clone().group_commit(changes)).await {
+            Ok(v) => v,
             Err(_) => Verdict::Unavailable("commit task failed".into()),
+        };
+        if verdict == Verdict::Accepted {
+            for (module, lag) in lags {
+                metrics::gauge!(MILLISECONDS_BEHIND_SOURCE, "source" => self.name().to_owned(), "module" => module.name())
+                    .set(lag.max(0) as f64);
+            }
+        }
+        verdict
+    }
+
+    /// Queues `changes`, then commits every queued delivery (up to [`MAX_GROUP_EVENTS`]) once no other
+    /// commit runs. A delivery another task already committed finds its verdict waiting.
+    async fn group_commit(self: Arc<Self>, changes: Vec<ChangeEvent>) -> Verdict {
+        let (reply, verdict) = oneshot::channel();
+        match self.pending.lock() {
+            Ok(mut queue) => queue.push_back(Pending { changes, reply }),
+            Err(_) => return Verdict::Unavailable("commit queue failed".into()),
+        }
+        {
+            let _leader = self.leader.lock().await;
+            let group = self.take_group();
+            if !group.is_empty() {
+                self.commit_group(group).await;
+            }
+        }
+        verdict.await.unwrap_or_else(|_| Verdict::Unavailable("commit task failed".into()))
+    }
+
+    fn take_group(&self) -> Vec<Pending> {
+        let Ok(mut queue) = self.pending.lock() else { return Vec::new() };
+        let mut group = Vec::new();
+        let mut events = 0;
+        while let Some(next) = queue.front() {
+            if !group.is_empty() && events + next.changes.len() > MAX_GROUP_EVENTS {
+                break;
+            }
+            events += next.changes.len();
+            group.extend(queue.pop_front());
+        }
+        group
+    }
+
+    async fn commit_group(&self, group: Vec<Pending>) {
+        metrics::histogram!(WEBHOOK_GROUP_DELIVERIES, "source" => self.name().to_owned())
+            .record(group.len() as f64);
+        let (changes, replies): (Vec<_>, Vec<_>) = group.into_iter().map(|p| (p.changes, p.reply)).unzip();
+        let verdicts: Vec<Verdict> = match self.runtime.writer.commit_groups(&self.producer, changes).await {
+            Ok(results) => results.into_iter().map(|r| self.encode_verdict(r.err())).collect(),
+            Err(ProduceError::Fenced(id)) => {
+                tracing::error!(source = self.name(), transactional_id = %id, "Another bridge instance took over this source's stream; refusing deliveries.");
+                vec![Verdict::Unavailable("another instance owns this source".into()); replies.len()]
+            }
+            Err(error) => {
+                tracing::warn!(source = self.name(), %error, deliveries = replies.len(), "Webhook deliveries not committed; answering 503.");
+                vec![Verdict::Unavailable("Kafka unavailable".into()); replies.len()]
+            }
+        };
+        for (reply, verdict) in replies.into_iter().zip(verdicts) {
+            // The delivery's task may be gone (its client hung up); its events are committed either way.
+            let _ = reply.send(verdict);
+        }
+    }
+
+    /// A group that could not be encoded: the registry's outage is ours (503, Desk retries); a record that
+    /// fits no schema is the delivery's (400).
+    fn encode_verdict(&self, error: Option<EncodeError>) -> Verdict {
+        match error {
+            None => Verdict::Accepted,
+            Some(error @ (EncodeError::Convert { .. } | EncodeError::Avro { .. })) => {
+                tracing::warn!(source = self.name(), %error, "Webhook delivery cannot be encoded; answering 400.");
+                Verdict::Malformed(error.to_string())
+            }
+            Some(error) => {
+                tracing::warn!(source = self.name(), %error, "Webhook delivery not encoded; answering 503.");
+                Verdict::Unavailable("schema registry unavailable".into())
+            }
         }
     }
 
