@@ -234,7 +234,8 @@ pub async fn run(
             service_url = %format!("{}/webhooks/zoho/{}/<webhook_secret>", settings.http.public_url.trim_end_matches('/'), s.name),
             "Webhook service URL listening.");
     }
-    let app = webhook::router(stream_handler.clone());
+    let max_inflight = settings.http.webhook_max_inflight_mib as usize * 1024 * 1024;
+    let app = webhook::router(stream_handler.clone(), max_inflight);
     let webhook_task = if settings.http.tls_cert.is_empty() {
         tokio::spawn(webhook::serve(webhook_listener, app, shutdown.clone()))
     } else {

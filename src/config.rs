@@ -88,6 +88,9 @@ pub struct HttpSettings {
     pub public_url: String,
     pub tls_cert: String,
     pub tls_key: String,
+    /// Webhook bodies (by declared length) being handled at once; past it new deliveries get 503, so a flood
+    /// cannot grow memory without bound.
+    pub webhook_max_inflight_mib: u32,
 }
 
 impl Default for HttpSettings {
@@ -98,6 +101,7 @@ impl Default for HttpSettings {
             public_url: "http://127.0.0.1:8080".into(),
             tls_cert: String::new(),
             tls_key: String::new(),
+            webhook_max_inflight_mib: 64,
         }
     }
 }
@@ -299,6 +303,12 @@ impl Settings {
         let h = &self.http;
         if !is_http_url(&h.public_url) {
             return Err(ConfigError::invalid("http.public_url", "must be an http:// or https:// URL"));
+        }
+        if (h.webhook_max_inflight_mib as usize) * 1024 * 1024 < crate::http::webhook::MAX_BODY_BYTES {
+            return Err(ConfigError::invalid(
+                "http.webhook_max_inflight_mib",
+                "must be at least 5 (the largest delivery accepted is 5 MiB)",
+            ));
         }
         if h.tls_cert.is_empty() != h.tls_key.is_empty() {
             return Err(ConfigError::invalid("http.tls_cert", "tls_cert and tls_key must be set together"));

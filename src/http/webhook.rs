@@ -4,17 +4,18 @@
 //! answers only with what the handler says after Kafka confirmed (or failed), within a deadline inside
 //! Desk's 5 s budget. Never 410: that would make Desk delete the subscription.
 
-use crate::metrics::WEBHOOK_REQUESTS_TOTAL;
+use crate::metrics::{WEBHOOK_INFLIGHT_BYTES, WEBHOOK_REQUESTS_TOTAL};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::future::BoxFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// Largest delivery accepted (Desk batches events; 5 MiB is far above any real batch).
@@ -110,13 +111,48 @@ pub trait DeliveryHandler: Send + Sync + 'static {
 #[derive(Clone)]
 struct AppState {
     handler: Arc<dyn DeliveryHandler>,
+    intake: Intake,
 }
 
-pub fn router(handler: Arc<dyn DeliveryHandler>) -> Router {
+/// Bounds the webhook bodies handled at once, in KiB of declared length: a flood past it gets 503 before its
+/// body is read, so memory stays bounded and Desk retries later.
+#[derive(Clone)]
+struct Intake {
+    kib: Arc<Semaphore>,
+}
+
+impl Intake {
+    fn new(max_inflight_bytes: usize) -> Self {
+        let kib = (max_inflight_bytes / 1024).clamp(MAX_BODY_BYTES / 1024, Semaphore::MAX_PERMITS);
+        Self { kib: Arc::new(Semaphore::new(kib)) }
+    }
+
+    /// Room for a body of `bytes`, or `None` when too much is in flight.
+    fn admit(&self, bytes: usize) -> Option<InFlight> {
+        let kib = bytes.div_ceil(1024).clamp(1, MAX_BODY_BYTES / 1024);
+        let permit = self.kib.clone().try_acquire_many_owned(u32::try_from(kib).ok()?).ok()?;
+        metrics::gauge!(WEBHOOK_INFLIGHT_BYTES).increment((kib * 1024) as f64);
+        Some(InFlight { _permit: permit, bytes: kib * 1024 })
+    }
+}
+
+struct InFlight {
+    _permit: OwnedSemaphorePermit,
+    bytes: usize,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!(WEBHOOK_INFLIGHT_BYTES).decrement(self.bytes as f64);
+    }
+}
+
+/// The service URL's routes. `max_inflight_bytes` bounds the delivery bodies handled at once.
+pub fn router(handler: Arc<dyn DeliveryHandler>, max_inflight_bytes: usize) -> Router {
     Router::new()
         .route("/webhooks/zoho/{source}/{secret}", get(validate).post(deliver))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(AppState { handler })
+        .with_state(AppState { handler, intake: Intake::new(max_inflight_bytes) })
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
 }
 
@@ -136,10 +172,9 @@ async fn validate(State(state): State<AppState>, Path((source, secret)): Path<(S
 async fn deliver(
     State(state): State<AppState>,
     Path((source, secret)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    request: Request,
 ) -> Response {
-    let (status, message) = answer(&state, &source, &secret, headers, body).await;
+    let (status, message) = answer(&state, &source, &secret, request).await;
     count(&state, &source, status);
     if status != StatusCode::OK {
         tracing::debug!(source = %source, status = status.as_u16(), reason = %message, "Webhook delivery refused.");
@@ -147,24 +182,47 @@ async fn deliver(
     (status, message).into_response()
 }
 
-async fn answer(
-    state: &AppState,
-    source: &str,
-    secret: &str,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> (StatusCode, String) {
+/// Reads and drops a refused body, chunk by chunk and bounded in size and time, so the client reads the 503
+/// instead of a broken pipe; nothing of it is kept.
+async fn discard(body: axum::body::Body) {
+    use futures::StreamExt;
+    let mut chunks = body.into_data_stream();
+    let drain = async {
+        let mut seen = 0;
+        while let Some(Ok(chunk)) = chunks.next().await {
+            seen += chunk.len();
+            if seen > MAX_BODY_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+}
+
+async fn answer(state: &AppState, source: &str, secret: &str, request: Request) -> (StatusCode, String) {
     if !state.handler.authorised(source, secret) {
         return (StatusCode::NOT_FOUND, "not found\n".into());
     }
-    let body = match body {
-        Ok(b) => b,
-        Err(rejection) => return (rejection.status(), format!("{}\n", rejection.body_text())),
-    };
     if !state.handler.accepting() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into());
     }
-    let jwt = headers.get("x-zdesk-jwt").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return (StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than {MAX_BODY_BYTES} bytes\n"));
+    }
+    let Some(_in_flight) = state.intake.admit(declared.unwrap_or(MAX_BODY_BYTES)) else {
+        discard(request.into_body()).await;
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many deliveries in flight; retry later\n".into());
+    };
+    let jwt = request.headers().get("x-zdesk-jwt").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let body = match Bytes::from_request(request, &()).await {
+        Ok(b) => b,
+        Err(rejection) => return (rejection.status(), format!("{}\n", rejection.body_text())),
+    };
     let work = state.handler.handle(source.to_owned(), Delivery { body, jwt });
     match tokio::time::timeout(DEADLINE, work).await {
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "commit did not finish in time\n".into()),
