@@ -8,7 +8,11 @@
    peak RSS.
 3. Kafka ceiling: Apache Kafka's ProducerPerformance on the same broker with the snapshot's mean record
    size, acks=all, idempotent and transactional.
-4. Peers: see PEERS_NOTE.
+4. Peer: Apache Camel 4.22.0 (scripts/bench/peer.sh) as HTTP server -> Kafka on the same broker, fed by
+   the same load generator at the same settings; see PEERS_NOTE.
+
+BENCH_ONLY=peer runs only part 4 (report: target/bench/report-peer.json); BENCH_DURATION_S shortens every
+load run (default 15 s).
 
 Writes target/bench/report.json (CONTRACT §9) and prints a Markdown table.
 """
@@ -33,8 +37,19 @@ TICKETS = int(os.environ.get("BENCH_TICKETS", "200000"))
 MAX_PAGE = {"tickets": 100, "contacts": 100, "accounts": 100, "departments": 200, "products": 100,
             "agents": 200, "teams": 10**9, "tasks": 100, "calls": 100, "events": 100, "contracts": 100,
             "articles": 50}
-PEERS_NOTE = ("Redpanda Connect is not available here under an open-source licence, so no peer ran; "
-              "the Strimzi Kafka Bridge (Apache-2.0, on Maven Central) is the candidate to add.")
+DURATION = float(os.environ.get("BENCH_DURATION_S", "15"))
+PEER_PORT = 18183
+PEER_NAME = "Apache Camel 4.22.0 (camel-main, platform-http-vertx -> camel-kafka)"
+PEERS_NOTE = ("The issue's peer, Redpanda Connect, cannot be installed here (the Go module proxy refuses it and "
+              "its licence is not open source), and io.strimzi:kafka-bridge is not served by this machine's "
+              "Maven. What runs instead is the pipeline a user would build with Apache Camel 4.22.0 "
+              "(Apache-2.0) on camel-main, no Spring: scripts/bench/peer/routes.yaml, an HTTP server route "
+              "(camel-platform-http-vertx; one small class starts its Vert.x server, as "
+              "camel-platform-http-main 4.22.0 is not served) that splits each delivery and sends every event "
+              "as one Kafka record keyed by payload.id with camel-kafka (kafka-clients 4.3.1, acks=all, "
+              "idempotent, linger 5 ms, lz4), answering 200 only once Kafka has acknowledged every record. "
+              "The peer is not transactional and does no Avro/registry work, which the bridge does, so it "
+              "does less per event. Same broker, same load generator, same settings; JVM -Xmx512m.")
 
 
 def log(msg):
@@ -110,6 +125,21 @@ daily_credits = 1000000000
     return path
 
 
+def wait_port(port, proc, timeout=120):
+    """Waits until something accepts on 127.0.0.1:port; fails early if proc exits."""
+    import socket
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode} before listening on {port}")
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"127.0.0.1:{port} did not answer in {timeout} s")
+
+
 def peak_rss_mib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -157,6 +187,68 @@ def loadgen(url, rate, batch, duration, concurrency):
     return result
 
 
+def webhook_runs(url, pid):
+    """The webhook load, the same for the bridge and the peer: warm-up, saturation (batch 1 and 10,
+    concurrency 64), 2,000 events/s (batch 1 and 10); p50/p99 from the batch-10 rate run."""
+    loadgen(url, 0, 1, 3, 16)  # warm-up: schemas, producer, connections, JIT
+    runs = {}
+    for batch in (1, 10):
+        runs[f"saturation_batch_{batch}"] = loadgen(url, 0, batch, DURATION, 64)
+    for batch in (1, 10):
+        runs[f"rate_2000_batch_{batch}"] = loadgen(url, 2000, batch, DURATION, 256)
+    rss = peak_rss_mib(pid)
+    best = max(r["events_per_s"] for k, r in runs.items() if k.startswith("saturation"))
+    fixed = runs["rate_2000_batch_10"]
+    summary = {"events": sum(r["events"] for r in runs.values()), "events_per_s": round(best, 1),
+               "p50_ms": round(fixed["p50_ms"], 2), "p99_ms": round(fixed["p99_ms"], 2),
+               "peak_rss_mib": round(rss, 1)}
+    return summary, runs
+
+
+def topic_records(topic):
+    """Records in a topic: the sum of its partitions' high watermarks."""
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import AdminClient
+    parts = AdminClient({"bootstrap.servers": BOOTSTRAP}).list_topics(topic, timeout=30).topics[topic].partitions
+    c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"bench-{time.time_ns()}"})
+    try:
+        return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in parts)
+    finally:
+        c.close()
+
+
+def peer_bench(prefix):
+    """Part 4: the Camel peer on 127.0.0.1:PEER_PORT, fed like the bridge. Never raises: a failure is
+    recorded in the returned entry."""
+    entry = {"name": PEER_NAME, "events_per_s": None, "p99_ms": None, "p50_ms": None, "peak_rss_mib": None,
+             "records_per_event": 1}
+    peer = None
+    try:
+        topic = f"{prefix}.peer.tickets"
+        create_topic(topic)
+        script = os.path.join(ROOT, "scripts", "bench", "peer.sh")
+        subprocess.run([script, "fetch"], check=True, capture_output=True, text=True)
+        err = open(os.path.join(OUT, "peer.log"), "w")
+        env = dict(os.environ, PEER_HOST="127.0.0.1", PEER_PORT=str(PEER_PORT), PEER_BROKERS=BOOTSTRAP,
+                   PEER_TOPIC=topic)
+        peer = subprocess.Popen([script, "run"], env=env, stdout=err, stderr=err)  # peer.sh execs the JVM
+        wait_port(PEER_PORT, peer)
+        url = f"http://127.0.0.1:{PEER_PORT}/webhooks/zoho/main/peer"
+        summary, runs = webhook_runs(url, peer.pid)
+        entry.update(summary)
+        entry["events_per_s_batch_1"] = round(runs["saturation_batch_1"]["events_per_s"], 1)
+        entry["events_per_s_batch_10"] = round(runs["saturation_batch_10"]["events_per_s"], 1)
+        entry["runs"] = runs
+        entry["records_in_topic"] = topic_records(topic)
+    except Exception as e:  # the peer's failure must not end the bench
+        log(f"peer failed: {e!r} (see target/bench/peer.log)")
+        entry["error"] = f"{type(e).__name__}: {e}"
+    finally:
+        if peer is not None:
+            stop(peer)
+    return entry
+
+
 def webhook_bench(prefix):
     sim = start_sim(18112)
     bridge = None
@@ -171,19 +263,7 @@ def webhook_bench(prefix):
         bridge = subprocess.Popen([os.path.join(REL, "zoho-desk-cdc"), "run", "--config", cfg],
                                   stderr=err, stdout=err)
         wait_http(url, 90)
-        loadgen(url, 0, 1, 3, 16)  # warm-up: schemas, producer, connections
-        runs = {}
-        for batch in (1, 10):
-            runs[f"saturation_batch_{batch}"] = loadgen(url, 0, batch, 15, 64)
-        for batch in (1, 10):
-            runs[f"rate_2000_batch_{batch}"] = loadgen(url, 2000, batch, 15, 256)
-        rss = peak_rss_mib(bridge.pid)
-        best = max(r["events_per_s"] for k, r in runs.items() if k.startswith("saturation"))
-        fixed = runs["rate_2000_batch_10"]
-        summary = {"events": sum(r["events"] for r in runs.values()), "events_per_s": round(best, 1),
-                   "p50_ms": round(fixed["p50_ms"], 2), "p99_ms": round(fixed["p99_ms"], 2),
-                   "peak_rss_mib": round(rss, 1)}
-        return summary, runs
+        return webhook_runs(url, bridge.pid)
     finally:
         if bridge is not None:
             stop(bridge)
@@ -236,20 +316,48 @@ def kafka_ceiling(record_size, prefix):
             "records_per_s_idempotent": results["idempotent"]}
 
 
+def peer_row(hook, peer):
+    if peer.get("error") or not peer.get("events_per_s"):
+        return ("bridge ÷ peer (webhook events/s)", f'peer failed: {peer.get("error")}')
+    return ("bridge ÷ peer (webhook events/s)", round(hook["events_per_s"] / peer["events_per_s"], 3))
+
+
+def peer_rows(peer):
+    if peer.get("error"):
+        return [("peer", f'{peer["name"]} failed: {peer["error"]}')]
+    return [(f'peer events/s at saturation, batch 1 / 10 ({peer["name"]})',
+             f'{peer["events_per_s_batch_1"]} / {peer["events_per_s_batch_10"]}'),
+            ("peer p50 / p99 ms at 2,000 events/s", f'{peer["p50_ms"]} / {peer["p99_ms"]}'),
+            ("peer peak RSS MiB", peer["peak_rss_mib"]),
+            ("peer records in Kafka / events acknowledged", f'{peer["records_in_topic"]} / {peer["events"]}')]
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     prefix = f"bench{int(time.time())}"
+    if os.environ.get("BENCH_ONLY") == "peer":
+        log("peer only (BENCH_ONLY=peer) ...")
+        peer = peer_bench(prefix + "p")
+        with open(os.path.join(OUT, "report-peer.json"), "w") as f:
+            json.dump({"peers": [peer], "peers_note": PEERS_NOTE}, f, indent=2)
+        print("| figure | value |\n|---|---|")
+        for name, value in peer_rows(peer):
+            print(f"| {name} | {value} |")
+        return
     log(f"snapshot: {TICKETS} tickets, exactly-once ...")
     snap = snapshot_bench(prefix + "s")
     log(f"snapshot: {json.dumps(snap)}")
     log("webhook ingest ...")
     hook, runs = webhook_bench(prefix + "w")
     log(f"webhook: {json.dumps(hook)}")
+    log("peer ...")
+    peer = peer_bench(prefix + "p")
+    log(f"peer: {json.dumps({k: v for k, v in peer.items() if k != 'runs'})}")
     size = mean_record_size(f"{prefix}s.{ORG}.tickets")
     log(f"Kafka ceiling with {size}-byte records ...")
     ceiling = kafka_ceiling(size, prefix)
     report = {"snapshot": snap, "webhook": hook, "webhook_runs": runs, "kafka_ceiling": ceiling,
-              "peers": [], "peers_note": PEERS_NOTE}
+              "peers": [peer], "peers_note": PEERS_NOTE}
     with open(os.path.join(OUT, "report.json"), "w") as f:
         json.dump(report, f, indent=2)
     ratio = hook["events_per_s"] / ceiling["records_per_s"] if ceiling["records_per_s"] else 0
@@ -267,7 +375,8 @@ def main():
         ("Kafka ceiling records/s (idempotent)", ceiling["records_per_s_idempotent"]),
         ("bridge ÷ Kafka ceiling (webhook events/s)", round(ratio, 3)),
         ("bridge ÷ Kafka ceiling (snapshot records/s)", round(snap_ratio, 3)),
-        ("bridge ÷ peer", "no peer ran (see report.json peers_note)"),
+        *peer_rows(peer),
+        peer_row(hook, peer),
     ]
     for name, value in rows:
         print(f"| {name} | {value} |")
