@@ -11,7 +11,8 @@
 4. Peer: Apache Camel 4.22.0 (scripts/bench/peer.sh) as HTTP server -> Kafka on the same broker, fed by
    the same load generator at the same settings; see PEERS_NOTE.
 
-BENCH_ONLY=peer runs only part 4 (report: target/bench/report-peer.json); BENCH_DURATION_S shortens every
+BENCH_ONLY=peer runs only part 4 (report: target/bench/report-peer.json), BENCH_ONLY=webhook parts 2 and 4
+(target/bench/report-webhook.json); BENCH_DURATION_S shortens every
 load run (default 15 s).
 
 Writes target/bench/report.json (CONTRACT §9) and prints a Markdown table.
@@ -335,13 +336,25 @@ def peer_rows(peer):
 def main():
     os.makedirs(OUT, exist_ok=True)
     prefix = f"bench{int(time.time())}"
-    if os.environ.get("BENCH_ONLY") == "peer":
-        log("peer only (BENCH_ONLY=peer) ...")
+    only = os.environ.get("BENCH_ONLY")
+    if only in ("peer", "webhook"):
+        log(f"{only} only (BENCH_ONLY={only}) ...")
+        partial, rows = {}, []
+        if only == "webhook":
+            hook, runs = webhook_bench(prefix + "w")
+            partial.update(webhook=hook, webhook_runs=runs)
+            rows += [("webhook events/s at saturation", hook["events_per_s"]),
+                     ("webhook p50 / p99 ms at 2,000 events/s", f'{hook["p50_ms"]} / {hook["p99_ms"]}'),
+                     ("webhook peak RSS MiB", hook["peak_rss_mib"])]
         peer = peer_bench(prefix + "p")
-        with open(os.path.join(OUT, "report-peer.json"), "w") as f:
-            json.dump({"peers": [peer], "peers_note": PEERS_NOTE}, f, indent=2)
+        partial.update(peers=[peer], peers_note=PEERS_NOTE)
+        rows += peer_rows(peer)
+        if only == "webhook":
+            rows.append(peer_row(partial["webhook"], peer))
+        with open(os.path.join(OUT, f"report-{only}.json"), "w") as f:
+            json.dump(partial, f, indent=2)
         print("| figure | value |\n|---|---|")
-        for name, value in peer_rows(peer):
+        for name, value in rows:
             print(f"| {name} | {value} |")
         return
     log(f"snapshot: {TICKETS} tickets, exactly-once ...")
