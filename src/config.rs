@@ -264,6 +264,25 @@ impl Settings {
         Ok(settings)
     }
 
+    /// Parses and validates TOML `text` as [`Settings::load`] does, without `ZOHO_DESK_CDC__*` overrides
+    /// and without reading `client_secret_file`: the entry point of the config fuzz target (fuzz/).
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        let load_err = |message: String| ConfigError::Load { path: PathBuf::from("<text>"), message };
+        let raw = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()
+            .map_err(|e| load_err(e.to_string()))?;
+        let settings: Settings = raw.try_deserialize().map_err(|e| {
+            let text = e.to_string();
+            match unknown_field(&text) {
+                Some(key) => ConfigError::invalid(key, text),
+                None => load_err(text),
+            }
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
     /// Reads `client_secret_file` into `client_secret`.
     fn resolve_files(&mut self, _base: &Path) -> Result<(), ConfigError> {
         for s in &mut self.sources {
@@ -486,5 +505,9 @@ mod example_tests {
         std::fs::write(&path, text).unwrap();
         let s = super::Settings::load(&path).unwrap();
         assert_eq!(s.sources.len(), 1);
+        // The fuzz target's entry point agrees with `load`.
+        let from_text = super::Settings::from_toml_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(from_text.sources.len(), 1);
+        assert!(super::Settings::from_toml_str("[kafka\n").is_err());
     }
 }

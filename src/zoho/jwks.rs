@@ -142,6 +142,20 @@ impl JwksVerifier {
         self
     }
 
+    /// Starts with `keys` (as [`parse_jwks`] returns them) as if just fetched, so tokens can be verified
+    /// without Desk: used by the fuzz targets (fuzz/) and tests. Unknown `kid`s still trigger a refetch
+    /// once [`JwksVerifier::with_min_refetch`] allows it.
+    pub fn with_keys(self, keys: HashMap<String, Arc<DecodingKey>>) -> Self {
+        {
+            let mut c = self.cache.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = Instant::now();
+            c.keys = keys;
+            c.fetched_at = Some(now);
+            c.attempted_at = Some(now);
+        }
+        self
+    }
+
     pub fn jwks_url(&self) -> &str {
         &self.jwks_url
     }
@@ -394,5 +408,16 @@ mod tests {
         assert!(matches!(v.verify(&hs, "1", None).await, Err(JwtError::Algorithm(_))));
         let long = "a".repeat(MAX_TOKEN_LEN + 1);
         assert!(matches!(v.verify(&long, "1", None).await, Err(JwtError::Malformed)));
+    }
+
+    /// A verifier preloaded `with_keys` refuses an unknown `kid` without fetching.
+    #[tokio::test]
+    async fn preloaded_keys_need_no_fetch() {
+        let body = br#"{"keys": [{"kty": "RSA", "kid": "ok", "alg": "RS256", "n": "AQAB", "e": "AQAB"}]}"#;
+        let v = JwksVerifier::new("http://127.0.0.1:9", reqwest::Client::new())
+            .with_keys(parse_jwks(body).unwrap())
+            .with_min_refetch(Duration::from_secs(3600));
+        let other = "eyJhbGciOiJSUzI1NiIsImtpZCI6Im90aGVyIn0.eyJpc3MiOiJvcmdJZDoxIn0.AAAA";
+        assert!(matches!(v.verify(other, "1", None).await, Err(JwtError::UnknownKid)));
     }
 }
