@@ -151,9 +151,14 @@ impl TxProducer {
                 return Err(self.classify(e));
             }
         };
+        let delivered = Self::delivered(pending).await;
+        if let Err(e) = delivered {
+            if self.is_transactional() {
+                self.abort().await;
+            }
+            return Err(self.classify(e));
+        }
         if self.is_transactional() {
-            // The commit flushes at once (not after linger.ms) and fails if any record failed, so it need
-            // not wait for the deliveries first.
             let p = self.producer.clone();
             let committed = tokio::task::spawn_blocking(move || p.commit_transaction(TXN_TIMEOUT))
                 .await
@@ -165,7 +170,7 @@ impl TxProducer {
                 return Err(self.classify(e));
             }
         }
-        Self::delivered(pending).await.map_err(|e| self.classify(e))
+        Ok(())
     }
 
     async fn delivered(pending: Vec<DeliveryFuture>) -> Result<(), KafkaError> {
