@@ -33,9 +33,12 @@ impl std::fmt::Debug for DeskRegistry {
     }
 }
 
-/// The HTTP client every Desk and Accounts call uses (rustls, pooled, with timeouts).
+/// The HTTP client every Desk and Accounts call uses (rustls, pooled, with timeouts). It follows no
+/// redirects: the bridge talks only to the configured Desk and accounts hosts (and fetches the JWKS only
+/// from the Desk host), so an answer pointing elsewhere is an error, never a new destination.
 pub fn http_client(opts: &ClientOptions) -> Result<reqwest::Client, ZohoError> {
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(opts.connect_timeout)
         .timeout(opts.request_timeout)
         .user_agent(concat!("zoho-desk-cdc/", env!("CARGO_PKG_VERSION")))
