@@ -182,13 +182,20 @@ impl StreamSource {
             Ok(mut queue) => queue.push_back(Pending { changes, reply }),
             Err(_) => return Verdict::Unavailable("commit queue failed".into()),
         }
-        {
-            let _leader = self.leader.lock().await;
-            let group = self.take_group();
-            if !group.is_empty() {
-                self.commit_group(group).await;
-            }
+        let mut verdict = verdict;
+        // Wait for whichever comes first: another task's commit carrying this delivery, or the turn to lead.
+        // Queuing for the turn alone would make every task lead in order, each committing only what arrived
+        // since the last turn: one delivery per transaction, however many wait.
+        let leader = tokio::select! {
+            biased;
+            done = &mut verdict => return done.unwrap_or_else(|_| Verdict::Unavailable("commit task failed".into())),
+            leader = self.leader.lock() => leader,
+        };
+        let group = self.take_group();
+        if !group.is_empty() {
+            self.commit_group(group).await;
         }
+        drop(leader);
         verdict.await.unwrap_or_else(|_| Verdict::Unavailable("commit task failed".into()))
     }
 
