@@ -182,20 +182,12 @@ async fn deliver(
     (status, message).into_response()
 }
 
-/// Reads and drops a refused body, chunk by chunk and bounded in size and time, so the client reads the 503
+/// Reads and drops a refused body, chunk by chunk (nothing kept) and bounded in time, so the client reads the 503
 /// instead of a broken pipe; nothing of it is kept.
 async fn discard(body: axum::body::Body) {
     use futures::StreamExt;
     let mut chunks = body.into_data_stream();
-    let drain = async {
-        let mut seen = 0;
-        while let Some(Ok(chunk)) = chunks.next().await {
-            seen += chunk.len();
-            if seen > MAX_BODY_BYTES {
-                break;
-            }
-        }
-    };
+    let drain = async { while let Some(Ok(_chunk)) = chunks.next().await {} };
     let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
 }
 
@@ -212,6 +204,7 @@ async fn answer(state: &AppState, source: &str, secret: &str, request: Request) 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        discard(request.into_body()).await;
         return (StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than {MAX_BODY_BYTES} bytes\n"));
     }
     let Some(_in_flight) = state.intake.admit(declared.unwrap_or(MAX_BODY_BYTES)) else {
