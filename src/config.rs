@@ -250,7 +250,7 @@ impl Settings {
                     .try_parsing(true),
             )
             .build()
-            .map_err(|e| load_err(e.to_string()))?;
+            .map_err(|e| load_err(without_excerpt(&e.to_string())))?;
         let mut settings: Settings = raw.try_deserialize().map_err(|e| {
             let text = e.to_string();
             // Serde reports the offending field inside the message; surface it as the key.
@@ -416,6 +416,23 @@ fn is_http_url(s: &str) -> bool {
     (s.starts_with("http://") || s.starts_with("https://")) && s.len() > "https://".len()
 }
 
+/// A TOML parse error without the excerpt of the offending line: the line may hold a secret
+/// (`client_secret = "...` with a missing quote), and the message goes to stderr and logs. The line and
+/// column stay, so the user still finds the mistake.
+fn without_excerpt(message: &str) -> String {
+    let is_excerpt = |line: &str| {
+        let t = line.trim_start();
+        let t = t.trim_start_matches(|c: char| c.is_ascii_digit()).trim_start();
+        t.starts_with('|')
+    };
+    message
+        .lines()
+        .filter(|l| !is_excerpt(l) && !l.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Pulls `name` out of serde's "unknown field `name`, expected ..." message.
 fn unknown_field(message: &str) -> Option<String> {
     let rest = message.split("unknown field `").nth(1)?;
@@ -473,6 +490,24 @@ credentials_file = "/tmp/creds.json"
     fn missing_client_secret_is_named() {
         let err = load(&GOOD.replace("client_secret = \"s3cr3t-value\"", "")).unwrap_err();
         assert!(err.to_string().contains("sources.main.client_secret"), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_do_not_quote_the_line() {
+        let err = load(&GOOD.replace("\"s3cr3t-value\"", "\"s3cr3t-value")).unwrap_err().to_string();
+        assert!(!err.contains("s3cr3t-value"), "{err}");
+        assert!(err.contains("at line "), "{err}");
+    }
+
+    #[test]
+    fn settings_debug_shows_no_secret() {
+        let text = GOOD.replace("credentials_file", "webhook_secret = \"whsec-value-123\"\ncredentials_file");
+        let s = load(&text).unwrap();
+        let debug = format!("{s:?} {:#?}", s.sources[0]);
+        for secret in ["s3cr3t-value", "whsec-value-123"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        assert!(debug.contains("[redacted]"));
     }
 
     #[test]

@@ -14,6 +14,10 @@ pub const WEBHOOK_REQUESTS_TOTAL: &str = "zoho_desk_cdc_webhook_requests_total";
 pub const WEBHOOK_EVENTS_TOTAL: &str = "zoho_desk_cdc_webhook_events_total";
 pub const WEBHOOK_INFLIGHT_BYTES: &str = "zoho_desk_cdc_webhook_inflight_bytes";
 pub const WEBHOOK_GROUP_DELIVERIES: &str = "zoho_desk_cdc_webhook_group_deliveries";
+/// Refused service-URL requests by `reason` (one of [`WEBHOOK_REJECT_REASONS`]).
+pub const WEBHOOK_REJECTED_TOTAL: &str = "zoho_desk_cdc_webhook_rejected_total";
+/// Webhook events accepted but not written, by `reason` (`unknown_type`, `module_not_selected`).
+pub const WEBHOOK_EVENTS_SKIPPED_TOTAL: &str = "zoho_desk_cdc_webhook_events_skipped_total";
 pub const MILLISECONDS_BEHIND_SOURCE: &str = "zoho_desk_cdc_milliseconds_behind_source";
 pub const KAFKA_PRODUCE_ERRORS_TOTAL: &str = "zoho_desk_cdc_kafka_produce_errors_total";
 pub const KAFKA_TRANSACTIONS_TOTAL: &str = "zoho_desk_cdc_kafka_transactions_total";
@@ -24,6 +28,50 @@ pub const BUILD_INFO: &str = "zoho_desk_cdc_build_info";
 pub const KAFKA_QUEUE_MESSAGES: &str = "zoho_desk_cdc_kafka_queue_messages";
 pub const KAFKA_QUEUE_BYTES: &str = "zoho_desk_cdc_kafka_queue_bytes";
 pub const KAFKA_BROKER_RTT_MS: &str = "zoho_desk_cdc_kafka_broker_rtt_ms";
+
+/// Every `reason` label of [`WEBHOOK_REJECTED_TOTAL`]; callers pass one of these, so the set is bounded.
+pub const WEBHOOK_REJECT_REASONS: [&str; 23] = [
+    "not_found",
+    "method_not_allowed",
+    "too_large",
+    "overloaded",
+    "body_unreadable",
+    "shutting_down",
+    "timeout",
+    "malformed",
+    "no_hint",
+    "org_mismatch",
+    "unconvertible",
+    "jwt_missing",
+    "jwt_malformed",
+    "jwt_algorithm",
+    "jwt_missing_kid",
+    "jwt_unknown_kid",
+    "jwt_bad_signature",
+    "jwt_expired",
+    "jwt_not_yet_valid",
+    "jwt_issuer",
+    "jwt_audience",
+    "jwt_claim",
+    "jwks_unavailable",
+];
+
+/// The reasons of [`WEBHOOK_EVENTS_SKIPPED_TOTAL`].
+pub const WEBHOOK_SKIP_REASONS: [&str; 2] = ["unknown_type", "module_not_selected"];
+
+/// Counts one refused service-URL request. `source` must already be bounded (a configured source or
+/// `unknown`); a `reason` outside [`WEBHOOK_REJECT_REASONS`] is counted as `other`.
+pub fn webhook_rejected(source: &str, reason: &'static str) {
+    let reason = if WEBHOOK_REJECT_REASONS.contains(&reason) { reason } else { "other" };
+    metrics::counter!(WEBHOOK_REJECTED_TOTAL, "source" => source.to_owned(), "reason" => reason).increment(1);
+}
+
+/// Counts `n` webhook events that were accepted but not written.
+pub fn webhook_events_skipped(source: &str, reason: &'static str, n: u64) {
+    let reason = if WEBHOOK_SKIP_REASONS.contains(&reason) { reason } else { "other" };
+    metrics::counter!(WEBHOOK_EVENTS_SKIPPED_TOTAL, "source" => source.to_owned(), "reason" => reason)
+        .increment(n);
+}
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -59,6 +107,12 @@ pub fn init_source(source: &str, modules: &[crate::zoho::module::Module]) {
     metrics::counter!(KAFKA_PRODUCE_ERRORS_TOTAL, "source" => s()).absolute(0);
     metrics::counter!(WEBHOOK_REQUESTS_TOTAL, "source" => s(), "status" => "200").absolute(0);
     metrics::counter!(WEBHOOK_EVENTS_TOTAL, "source" => s(), "event_type" => "other").absolute(0);
+    for reason in WEBHOOK_REJECT_REASONS {
+        metrics::counter!(WEBHOOK_REJECTED_TOTAL, "source" => s(), "reason" => reason).absolute(0);
+    }
+    for reason in WEBHOOK_SKIP_REASONS {
+        metrics::counter!(WEBHOOK_EVENTS_SKIPPED_TOTAL, "source" => s(), "reason" => reason).absolute(0);
+    }
     for m in modules {
         let module = m.name();
         metrics::counter!(SNAPSHOT_RECORDS_TOTAL, "source" => s(), "module" => module).absolute(0);
@@ -91,6 +145,11 @@ fn describe() {
     describe_histogram!(
         WEBHOOK_GROUP_DELIVERIES,
         "Webhook deliveries committed together in one producer call (group commit)."
+    );
+    describe_counter!(WEBHOOK_REJECTED_TOTAL, "Refused service-URL requests, by reason.");
+    describe_counter!(
+        WEBHOOK_EVENTS_SKIPPED_TOTAL,
+        "Webhook events accepted but not written (unknown event type, module not selected)."
     );
     describe_gauge!(MILLISECONDS_BEHIND_SOURCE, "Commit time minus the change's Desk event time.");
     describe_counter!(KAFKA_PRODUCE_ERRORS_TOTAL, "Produce or transaction errors.");

@@ -4,7 +4,7 @@
 //! answers only with what the handler says after Kafka confirmed (or failed), within a deadline inside
 //! Desk's 5 s budget. Never 410: that would make Desk delete the subscription.
 
-use crate::metrics::{WEBHOOK_INFLIGHT_BYTES, WEBHOOK_REQUESTS_TOTAL};
+use crate::metrics::{WEBHOOK_INFLIGHT_BYTES, WEBHOOK_REQUESTS_TOTAL, webhook_rejected};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
@@ -150,15 +150,28 @@ impl Drop for InFlight {
 /// The service URL's routes. `max_inflight_bytes` bounds the delivery bodies handled at once.
 pub fn router(handler: Arc<dyn DeliveryHandler>, max_inflight_bytes: usize) -> Router {
     Router::new()
-        .route("/webhooks/zoho/{source}/{secret}", get(validate).post(deliver))
+        .route("/webhooks/zoho/{source}/{secret}", get(validate).post(deliver).fallback(wrong_method))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(AppState { handler, intake: Intake::new(max_inflight_bytes) })
-        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .fallback(|| async {
+            // Any other path: counted under `unknown`, since the path names no source we can trust.
+            count_label("unknown", StatusCode::NOT_FOUND);
+            webhook_rejected("unknown", "not_found");
+            (StatusCode::NOT_FOUND, "not found\n")
+        })
+}
+
+/// The metric label of a path's source: itself when configured, else `unknown` (bounded).
+fn source_label(state: &AppState, source: &str) -> String {
+    if state.handler.knows(source) { source.to_owned() } else { "unknown".to_owned() }
 }
 
 fn count(state: &AppState, source: &str, status: StatusCode) {
-    let source = if state.handler.knows(source) { source.to_owned() } else { "unknown".to_owned() };
-    metrics::counter!(WEBHOOK_REQUESTS_TOTAL, "source" => source, "status" => status.as_u16().to_string())
+    count_label(&source_label(state, source), status);
+}
+
+fn count_label(source: &str, status: StatusCode) {
+    metrics::counter!(WEBHOOK_REQUESTS_TOTAL, "source" => source.to_owned(), "status" => status.as_u16().to_string())
         .increment(1);
 }
 
@@ -166,7 +179,25 @@ async fn validate(State(state): State<AppState>, Path((source, secret)): Path<(S
     let status =
         if state.handler.authorised(&source, &secret) { StatusCode::OK } else { StatusCode::NOT_FOUND };
     count(&state, &source, status);
+    if status != StatusCode::OK {
+        webhook_rejected(&source_label(&state, &source), "not_found");
+    }
     (status, if status == StatusCode::OK { "ok\n" } else { "not found\n" }).into_response()
+}
+
+/// Methods other than GET and POST: 405 at the right secret, else the same 404 as any wrong URL.
+async fn wrong_method(
+    State(state): State<AppState>,
+    Path((source, secret)): Path<(String, String)>,
+) -> Response {
+    let (status, reason, text) = if state.handler.authorised(&source, &secret) {
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "only GET and POST\n")
+    } else {
+        (StatusCode::NOT_FOUND, "not_found", "not found\n")
+    };
+    count(&state, &source, status);
+    webhook_rejected(&source_label(&state, &source), reason);
+    (status, text).into_response()
 }
 
 async fn deliver(
@@ -192,10 +223,13 @@ async fn discard(body: axum::body::Body) {
 }
 
 async fn answer(state: &AppState, source: &str, secret: &str, request: Request) -> (StatusCode, String) {
+    let label = source_label(state, source);
     if !state.handler.authorised(source, secret) {
+        webhook_rejected(&label, "not_found");
         return (StatusCode::NOT_FOUND, "not found\n".into());
     }
     if !state.handler.accepting() {
+        webhook_rejected(&label, "shutting_down");
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into());
     }
     let declared = request
@@ -204,21 +238,32 @@ async fn answer(state: &AppState, source: &str, secret: &str, request: Request) 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        webhook_rejected(&label, "too_large");
         discard(request.into_body()).await;
         return (StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than {MAX_BODY_BYTES} bytes\n"));
     }
     let Some(_in_flight) = state.intake.admit(declared.unwrap_or(MAX_BODY_BYTES)) else {
+        webhook_rejected(&label, "overloaded");
         discard(request.into_body()).await;
         return (StatusCode::SERVICE_UNAVAILABLE, "too many deliveries in flight; retry later\n".into());
     };
     let jwt = request.headers().get("x-zdesk-jwt").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let body = match Bytes::from_request(request, &()).await {
         Ok(b) => b,
-        Err(rejection) => return (rejection.status(), format!("{}\n", rejection.body_text())),
+        Err(rejection) => {
+            let status = rejection.status();
+            let reason =
+                if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "body_unreadable" };
+            webhook_rejected(&label, reason);
+            return (status, format!("{}\n", rejection.body_text()));
+        }
     };
     let work = state.handler.handle(source.to_owned(), Delivery { body, jwt });
     match tokio::time::timeout(DEADLINE, work).await {
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "commit did not finish in time\n".into()),
+        Err(_) => {
+            webhook_rejected(&label, "timeout");
+            (StatusCode::SERVICE_UNAVAILABLE, "commit did not finish in time\n".into())
+        }
         Ok(Verdict::Accepted) => (StatusCode::OK, "ok\n".into()),
         Ok(Verdict::Malformed(m)) => (StatusCode::BAD_REQUEST, format!("{m}\n")),
         Ok(Verdict::Unauthorized(m)) => (StatusCode::UNAUTHORIZED, format!("{m}\n")),

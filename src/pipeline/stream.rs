@@ -8,7 +8,10 @@ use crate::avro::encoder::EncodeError;
 use crate::change::{ChangeEvent, Op, record_time_ms};
 use crate::http::webhook::{Delivery, DeliveryHandler, Verdict};
 use crate::kafka::producer::{ProduceError, TxProducer};
-use crate::metrics::{MILLISECONDS_BEHIND_SOURCE, WEBHOOK_EVENTS_TOTAL, WEBHOOK_GROUP_DELIVERIES};
+use crate::metrics::{
+    MILLISECONDS_BEHIND_SOURCE, WEBHOOK_EVENTS_TOTAL, WEBHOOK_GROUP_DELIVERIES, webhook_events_skipped,
+    webhook_rejected,
+};
 use crate::secret::Secret;
 use crate::zoho::catalog;
 use crate::zoho::client::DeskClient;
@@ -102,13 +105,20 @@ impl StreamSource {
         let org = self.runtime.settings.org_id.clone();
         let parsed = match webhook::parse_delivery(&delivery.body, &org) {
             Ok(p) => p,
-            Err(e) if e.status() == 403 => return Verdict::Forbidden(e.to_string()),
-            Err(e) => return Verdict::Malformed(e.to_string()),
+            Err(e) => {
+                webhook_rejected(self.name(), e.reason());
+                return if e.status() == 403 {
+                    Verdict::Forbidden(e.to_string())
+                } else {
+                    Verdict::Malformed(e.to_string())
+                };
+            }
         };
         // Deliveries carry records, so they must be signed by Desk. Workflow notifications carry only
         // hints, and the record is then fetched from Desk itself, so the secret URL is enough for them.
         if let (Parsed::Events(_), Some(verifier)) = (&parsed, &self.verifier) {
             let Some(token) = delivery.jwt.as_deref() else {
+                webhook_rejected(self.name(), "jwt_missing");
                 return Verdict::Unauthorized("missing X-ZDesk-JWT".into());
             };
             let aud = self.webhook_id.read().ok().and_then(|w| w.clone());
@@ -117,6 +127,7 @@ impl StreamSource {
                 self.learn_subscription_id();
             }
             if let Err(e) = verified {
+                webhook_rejected(self.name(), e.reason());
                 // Desk's key set being unreachable is our outage, not a forged request.
                 return if e.status() == 503 {
                     Verdict::Unavailable(e.to_string())
@@ -135,6 +146,7 @@ impl StreamSource {
                 }
                 let mapped = webhook::map_events(&events, now);
                 if !mapped.skipped.is_empty() {
+                    webhook_events_skipped(self.name(), "unknown_type", mapped.skipped.len() as u64);
                     tracing::debug!(
                         source = self.name(),
                         skipped = mapped.skipped.len(),
@@ -151,6 +163,7 @@ impl StreamSource {
         let (changes, unselected): (Vec<ChangeEvent>, Vec<ChangeEvent>) =
             changes.into_iter().partition(|c| self.runtime.modules.contains(&c.module));
         if !unselected.is_empty() {
+            webhook_events_skipped(self.name(), "module_not_selected", unselected.len() as u64);
             tracing::debug!(
                 source = self.name(),
                 count = unselected.len(),
@@ -240,6 +253,7 @@ impl StreamSource {
         match error {
             None => Verdict::Accepted,
             Some(error @ (EncodeError::Convert { .. } | EncodeError::Avro { .. })) => {
+                webhook_rejected(self.name(), "unconvertible");
                 tracing::warn!(source = self.name(), %error, "Webhook delivery cannot be encoded; answering 400.");
                 Verdict::Malformed(error.to_string())
             }

@@ -127,7 +127,14 @@ impl OAuth {
         if get("client_id") != cfg.client_id {
             return error_200("invalid_client");
         }
-        if get("client_secret") != cfg.client_secret {
+        // Constant time, as a real accounts server would compare (the lengths may differ: digest first).
+        let digest = |v: &str| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, v.as_bytes());
+        let secret_ok: bool = subtle::ConstantTimeEq::ct_eq(
+            digest(get("client_secret")).as_ref(),
+            digest(&cfg.client_secret).as_ref(),
+        )
+        .into();
+        if !secret_ok {
             return error_200("invalid_client_secret");
         }
         let now = Instant::now();

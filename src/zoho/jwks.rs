@@ -57,6 +57,24 @@ impl JwtError {
             _ => 401,
         }
     }
+
+    /// A bounded metric label (`reason` of `webhook_rejected_total`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            JwtError::Missing => "jwt_missing",
+            JwtError::Malformed => "jwt_malformed",
+            JwtError::Algorithm(_) => "jwt_algorithm",
+            JwtError::MissingKid => "jwt_missing_kid",
+            JwtError::UnknownKid => "jwt_unknown_kid",
+            JwtError::BadSignature => "jwt_bad_signature",
+            JwtError::Expired => "jwt_expired",
+            JwtError::NotYetValid => "jwt_not_yet_valid",
+            JwtError::Issuer { .. } => "jwt_issuer",
+            JwtError::Audience { .. } => "jwt_audience",
+            JwtError::Claim(_) => "jwt_claim",
+            JwtError::JwksUnavailable { .. } => "jwks_unavailable",
+        }
+    }
 }
 
 /// The verified claims of a delivery token.

@@ -92,6 +92,15 @@ impl WebhookError {
             WebhookError::OrgMismatch { .. } => 403,
         }
     }
+
+    /// A bounded metric label (`reason` of `webhook_rejected_total`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            WebhookError::Malformed(_) => "malformed",
+            WebhookError::NoHint => "no_hint",
+            WebhookError::OrgMismatch { .. } => "org_mismatch",
+        }
+    }
 }
 
 /// One element of a Desk delivery, shape-checked.
