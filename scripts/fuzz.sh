@@ -12,8 +12,9 @@ CARGO_FUZZ_VERSION="0.12.0"
 SECONDS_EACH="${FUZZ_SECONDS:-60}"
 TARGETS="${FUZZ_TARGETS:-webhook notification convert config jwt}"
 NICE="${FUZZ_NICE:-19}"
-# FUZZ_PROFILE=dev builds without optimization (much faster to build, slower to run, debug assertions on).
-PROFILE_FLAG=""
+# FUZZ_PROFILE=dev builds without optimization (much faster to build, slower to run, debug assertions on);
+# the default is an optimized build (-O) without debug assertions.
+PROFILE_FLAG="-O"
 [ "${FUZZ_PROFILE:-release}" = "dev" ] && PROFILE_FLAG="--dev"
 
 if ! cargo +nightly --version >/dev/null 2>&1; then

@@ -12,7 +12,8 @@
    the same load generator at the same settings; see PEERS_NOTE.
 
 BENCH_ONLY=peer runs only part 4 (report: target/bench/report-peer.json), BENCH_ONLY=webhook parts 2 and 4
-(target/bench/report-webhook.json); BENCH_DURATION_S shortens every
+(target/bench/report-webhook.json), BENCH_ONLY=snapshot part 1 (target/bench/report-snapshot.json;
+BENCH_TICKETS sets the ticket count, default 200,000); BENCH_DURATION_S shortens every
 load run (default 15 s).
 
 Writes target/bench/report.json (CONTRACT §9) and prints a Markdown table.
@@ -337,6 +338,15 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     prefix = f"bench{int(time.time())}"
     only = os.environ.get("BENCH_ONLY")
+    if only == "snapshot":
+        log(f"snapshot only (BENCH_ONLY=snapshot): {TICKETS} tickets, exactly-once ...")
+        snap = snapshot_bench(prefix + "s")
+        with open(os.path.join(OUT, "report-snapshot.json"), "w") as f:
+            json.dump({"snapshot": snap}, f, indent=2)
+        print("| figure | value |\n|---|---|")
+        for name, value in snap.items():
+            print(f"| snapshot {name} | {value} |")
+        return
     if only in ("peer", "webhook"):
         log(f"{only} only (BENCH_ONLY={only}) ...")
         partial, rows = {}, []

@@ -8,7 +8,7 @@ use apache_avro::Schema;
 use apache_avro::schema::RecordSchema;
 use apache_avro::types::Value as Avro;
 use serde_json::{Map, Value as Json};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
@@ -16,6 +16,8 @@ pub enum ConvertError {
     NotARecord(String),
     #[error("record has no usable `id`")]
     MissingId,
+    #[error("the record's unknown fields cannot be written as JSON: {0}")]
+    Extra(String),
 }
 
 fn null() -> Avro {
@@ -27,40 +29,52 @@ fn some(v: Avro) -> Avro {
 }
 
 /// Converts one record. `record` must be the module's record schema.
+///
+/// Reads the record by reference (only the values that go into Avro are copied): this runs once per record
+/// of every load, so a clone of the whole map per record would dominate the snapshot's cost.
 pub fn record_to_avro(schema: &Schema, record: &Map<String, Json>) -> Result<Avro, ConvertError> {
-    let Schema::Record(RecordSchema { fields, name, .. }) = schema else {
+    let Schema::Record(RecordSchema { fields, name, lookup, .. }) = schema else {
         return Err(ConvertError::NotARecord(format!("{schema:?}")));
     };
-    let mut rest: Map<String, Json> = record.clone();
+    // What goes to `extra`: unknown fields, values that fit no typed field, and non-string custom fields.
+    // Sorted by key like a `serde_json::Map`, so `extra` reads the same as before.
+    let mut rest = unknown_fields(lookup, record);
     let mut out = Vec::with_capacity(fields.len());
     for field in fields {
-        let value = match field.name.as_str() {
-            "id" => match rest.remove("id") {
-                Some(Json::String(s)) => Avro::String(s),
+        let key = field.name.as_str();
+        let value = match key {
+            "id" => match record.get("id") {
+                Some(Json::String(s)) => Avro::String(s.clone()),
                 Some(Json::Number(n)) => Avro::String(n.to_string()),
                 _ => return Err(ConvertError::MissingId),
             },
             "extra" => null(), // filled in last
-            "cf" => match rest.remove("cf") {
+            "cf" => match record.get("cf") {
                 None | Some(Json::Null) => null(),
                 Some(Json::Object(cf)) => {
-                    let (map, leftovers) = custom_fields(cf);
+                    let (map, leftovers) = split_cf(cf);
                     if !leftovers.is_empty() {
-                        rest.insert("cf".into(), Json::Object(leftovers));
+                        rest.insert("cf", Rest::Object(leftovers));
                     }
+                    let map = map
+                        .into_iter()
+                        .map(|(k, v)| {
+                            (k.to_owned(), v.map_or_else(null, |v| some(Avro::String(v.to_owned()))))
+                        })
+                        .collect();
                     some(Avro::Map(map))
                 }
                 Some(other) => {
-                    rest.insert("cf".into(), other);
+                    rest.insert("cf", Rest::Json(other));
                     null()
                 }
             },
-            key => match rest.remove(key) {
+            _ => match record.get(key) {
                 None | Some(Json::Null) => null(),
-                Some(v) => match typed(&field.schema, &v) {
+                Some(v) => match typed(&field.schema, v) {
                     Some(a) => some(a),
                     None => {
-                        rest.insert(key.to_owned(), v);
+                        rest.insert(key, Rest::Json(v));
                         null()
                     }
                 },
@@ -70,7 +84,7 @@ pub fn record_to_avro(schema: &Schema, record: &Map<String, Json>) -> Result<Avr
     }
     if !rest.is_empty() {
         if let Some(slot) = out.iter_mut().find(|(n, _)| n == "extra") {
-            slot.1 = some(Avro::String(Json::Object(rest).to_string()));
+            slot.1 = some(Avro::String(extra_text(&rest)?));
         } else {
             tracing::debug!(schema = %name, "Schema has no `extra` field; unknown fields are dropped.");
         }
@@ -78,58 +92,106 @@ pub fn record_to_avro(schema: &Schema, record: &Map<String, Json>) -> Result<Avr
     Ok(Avro::Record(out))
 }
 
-/// Desk sends custom fields as strings or null; other scalars are stringified, structures go to `extra`.
-fn custom_fields(cf: Map<String, Json>) -> (HashMap<String, Avro>, Map<String, Json>) {
-    let mut map = HashMap::with_capacity(cf.len());
-    let mut leftovers = Map::new();
+/// A value bound for `extra`: borrowed from the record, or the custom fields that were not strings.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+pub(super) enum Rest<'a> {
+    Json(&'a Json),
+    Object(BTreeMap<&'a str, &'a Json>),
+}
+
+/// A custom field bound for the `cf` map: its name and its value (`None` for null).
+pub(super) type CfEntry<'a> = (&'a str, Option<&'a str>);
+
+/// Desk sends custom fields as strings or null: those go to the `cf` map; anything else to `extra`.
+pub(super) fn split_cf(cf: &Map<String, Json>) -> (Vec<CfEntry<'_>>, BTreeMap<&str, &Json>) {
+    let mut map = Vec::with_capacity(cf.len());
+    let mut leftovers = BTreeMap::new();
     for (k, v) in cf {
         match v {
-            Json::Null => {
-                map.insert(k, null());
-            }
-            Json::String(s) => {
-                map.insert(k, some(Avro::String(s)));
-            }
+            Json::Null => map.push((k.as_str(), None)),
+            Json::String(s) => map.push((k.as_str(), Some(s.as_str()))),
             other => {
-                leftovers.insert(k, other);
+                leftovers.insert(k.as_str(), other);
             }
         }
     }
     (map, leftovers)
 }
 
-/// The non-null branch of a `["null", T]` field, converted; `None` when the value does not fit.
-fn typed(field_schema: &Schema, v: &Json) -> Option<Avro> {
-    let inner = match field_schema {
-        Schema::Union(u) => u.variants().iter().find(|s| !matches!(s, Schema::Null))?,
-        other => other,
-    };
-    match (inner, v) {
-        (Schema::String, Json::String(s)) => Some(Avro::String(s.clone())),
-        (Schema::String, Json::Number(n)) => Some(Avro::String(n.to_string())),
-        (Schema::String, Json::Bool(b)) => Some(Avro::String(b.to_string())),
-        (Schema::Long, Json::Number(n)) => n.as_i64().map(Avro::Long),
-        (Schema::Long, Json::String(s)) => canonical_i64(s).map(Avro::Long),
-        (Schema::Double, Json::Number(n)) => n.as_f64().map(Avro::Double),
-        (Schema::Double, Json::String(s)) => {
-            s.parse::<f64>().ok().filter(|f| f.is_finite()).map(Avro::Double)
-        }
-        (Schema::Boolean, Json::Bool(b)) => Some(Avro::Boolean(*b)),
+/// The text of `extra`: the fields that went nowhere else, as a JSON object sorted by key.
+pub(super) fn extra_text(rest: &BTreeMap<&str, Rest<'_>>) -> Result<String, ConvertError> {
+    serde_json::to_string(rest).map_err(|e| ConvertError::Extra(e.to_string()))
+}
+
+/// The fields of `record` the schema does not know (and `extra` itself, should Desk send one), bound for
+/// `extra`.
+pub(super) fn unknown_fields<'a>(
+    lookup: &std::collections::BTreeMap<String, usize>,
+    record: &'a Map<String, Json>,
+) -> BTreeMap<&'a str, Rest<'a>> {
+    record
+        .iter()
+        .filter(|(k, _)| k.as_str() == "extra" || !lookup.contains_key(k.as_str()))
+        .map(|(k, v)| (k.as_str(), Rest::Json(v)))
+        .collect()
+}
+
+/// How a JSON value fits a typed field: the one decision both writers (Avro values here, bytes in
+/// [`super::direct`]) take, so they cannot disagree.
+pub(super) enum Fit<'a> {
+    Str(std::borrow::Cow<'a, str>),
+    Long(i64),
+    Double(f64),
+    Bool(bool),
+    /// An array whose items are all strings.
+    Strings(&'a [Json]),
+}
+
+/// The non-null branch of a `["null", T]` field (or `T` itself).
+pub(super) fn non_null(field_schema: &Schema) -> Option<&Schema> {
+    match field_schema {
+        Schema::Union(u) => u.variants().iter().find(|s| !matches!(s, Schema::Null)),
+        other => Some(other),
+    }
+}
+
+/// `v` read as the field's type; `None` when it does not fit (it then goes to `extra`).
+pub(super) fn fit<'a>(field_schema: &Schema, v: &'a Json) -> Option<Fit<'a>> {
+    use std::borrow::Cow;
+    match (non_null(field_schema)?, v) {
+        (Schema::String, Json::String(s)) => Some(Fit::Str(Cow::Borrowed(s))),
+        (Schema::String, Json::Number(n)) => Some(Fit::Str(Cow::Owned(n.to_string()))),
+        (Schema::String, Json::Bool(b)) => Some(Fit::Str(Cow::Borrowed(if *b { "true" } else { "false" }))),
+        (Schema::Long, Json::Number(n)) => n.as_i64().map(Fit::Long),
+        (Schema::Long, Json::String(s)) => canonical_i64(s).map(Fit::Long),
+        (Schema::Double, Json::Number(n)) => n.as_f64().map(Fit::Double),
+        (Schema::Double, Json::String(s)) => s.parse::<f64>().ok().filter(|f| f.is_finite()).map(Fit::Double),
+        (Schema::Boolean, Json::Bool(b)) => Some(Fit::Bool(*b)),
         (Schema::Boolean, Json::String(s)) => match s.as_str() {
-            "true" => Some(Avro::Boolean(true)),
-            "false" => Some(Avro::Boolean(false)),
+            "true" => Some(Fit::Bool(true)),
+            "false" => Some(Fit::Bool(false)),
             _ => None,
         },
-        (Schema::Array(items), Json::Array(values)) if matches!(*items.items, Schema::String) => values
-            .iter()
-            .map(|x| match x {
-                Json::String(s) => Some(Avro::String(s.clone())),
-                _ => None,
-            })
-            .collect::<Option<Vec<_>>>()
-            .map(Avro::Array),
+        (Schema::Array(items), Json::Array(values))
+            if matches!(*items.items, Schema::String) && values.iter().all(Json::is_string) =>
+        {
+            Some(Fit::Strings(values))
+        }
         _ => None,
     }
+}
+
+fn typed(field_schema: &Schema, v: &Json) -> Option<Avro> {
+    Some(match fit(field_schema, v)? {
+        Fit::Str(s) => Avro::String(s.into_owned()),
+        Fit::Long(n) => Avro::Long(n),
+        Fit::Double(f) => Avro::Double(f),
+        Fit::Bool(b) => Avro::Boolean(b),
+        Fit::Strings(values) => Avro::Array(
+            values.iter().map(|x| Avro::String(x.as_str().unwrap_or_default().to_owned())).collect(),
+        ),
+    })
 }
 
 /// Only strings that print back identically are parsed, so "007" stays a string in `extra`.

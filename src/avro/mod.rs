@@ -2,6 +2,7 @@
 //! the Confluent wire format.
 
 pub mod convert;
+pub mod direct;
 pub mod encoder;
 pub mod registry;
 pub mod schemas;

@@ -89,6 +89,22 @@ pub fn for_module(module: Module) -> Result<ModuleSchemas, SchemaError> {
     })
 }
 
+/// The module's schemas for the life of the process: parsed once per module and never freed, so encoders
+/// can keep Avro writers that borrow them (resolving a schema's names on every record was a large part of
+/// the cost of encoding).
+pub fn shared(module: Module) -> Result<&'static ModuleSchemas, SchemaError> {
+    static CACHE: std::sync::Mutex<Option<std::collections::HashMap<Module, &'static ModuleSchemas>>> =
+        std::sync::Mutex::new(None);
+    let mut cache = CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let cache = cache.get_or_insert_with(Default::default);
+    if let Some(s) = cache.get(&module) {
+        return Ok(s);
+    }
+    let leaked: &'static ModuleSchemas = Box::leak(Box::new(for_module(module)?));
+    cache.insert(module, leaked);
+    Ok(leaked)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

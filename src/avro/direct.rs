@@ -1,0 +1,220 @@
+//! Avro binary written straight from Desk's JSON, for the record schemas the bridge ships (every field
+//! `string`, or `["null", T]` with T a string, long, double, boolean, array of strings, or the `cf` map,
+//! and `extra` last).
+//!
+//! Why not `apache-avro` here: building an `apache_avro::types::Value` per record (a name, a box and a copy
+//! per field) and encoding it (a hash map of the fields per record) cost several times the JSON parse on
+//! every snapshot row and webhook event. The decisions (what fits a field, what goes to `extra`) are those
+//! of [`super::convert`], shared through [`convert::fit`]; `apache-avro` still parses the schemas, and the
+//! tests decode these bytes with it and compare them with [`convert::record_to_avro`].
+
+use super::convert::{self, ConvertError, Fit, Rest};
+use apache_avro::Schema;
+use apache_avro::schema::RecordSchema;
+use serde_json::{Map, Value as Json};
+
+/// Whether [`write_record`] can write records of `schema` (checked once per module).
+pub fn supports(schema: &Schema) -> bool {
+    let Schema::Record(RecordSchema { fields, .. }) = schema else { return false };
+    let last_is_extra = fields.last().is_some_and(|f| f.name == "extra");
+    last_is_extra
+        && fields.iter().all(|f| match f.name.as_str() {
+            "id" => matches!(f.schema, Schema::String),
+            "extra" => is_nullable(&f.schema, |s| matches!(s, Schema::String)),
+            "cf" => is_nullable(&f.schema, |s| matches!(s, Schema::Map(_))),
+            _ => is_nullable(&f.schema, |s| {
+                matches!(s, Schema::String | Schema::Long | Schema::Double | Schema::Boolean)
+                    || matches!(s, Schema::Array(a) if matches!(*a.items, Schema::String))
+            }),
+        })
+}
+
+/// `["null", T]`, null first, with `T` accepted by `inner`.
+fn is_nullable(schema: &Schema, inner: impl Fn(&Schema) -> bool) -> bool {
+    match schema {
+        Schema::Union(u) => matches!(u.variants(), [Schema::Null, t] if inner(t)),
+        _ => false,
+    }
+}
+
+/// Appends the Avro binary of `record` under `schema` (which [`supports`] accepted) to `out`.
+pub fn write_record(
+    schema: &Schema,
+    record: &Map<String, Json>,
+    out: &mut Vec<u8>,
+) -> Result<(), ConvertError> {
+    let Schema::Record(RecordSchema { fields, lookup, .. }) = schema else {
+        return Err(ConvertError::NotARecord(format!("{schema:?}")));
+    };
+    let mut rest = convert::unknown_fields(lookup, record);
+    for field in fields {
+        let key = field.name.as_str();
+        match key {
+            "id" => match record.get("id") {
+                Some(Json::String(s)) => string(out, s),
+                Some(Json::Number(n)) => string(out, &n.to_string()),
+                _ => return Err(ConvertError::MissingId),
+            },
+            "extra" => {} // last: written below
+            "cf" => match record.get("cf") {
+                None | Some(Json::Null) => null(out),
+                Some(Json::Object(cf)) => {
+                    let (map, leftovers) = convert::split_cf(cf);
+                    if !leftovers.is_empty() {
+                        rest.insert("cf", Rest::Object(leftovers));
+                    }
+                    some(out);
+                    if !map.is_empty() {
+                        long(out, map.len() as i64);
+                        for (k, v) in map {
+                            string(out, k);
+                            match v {
+                                None => null(out),
+                                Some(v) => {
+                                    some(out);
+                                    string(out, v);
+                                }
+                            }
+                        }
+                    }
+                    long(out, 0);
+                }
+                Some(other) => {
+                    rest.insert("cf", Rest::Json(other));
+                    null(out);
+                }
+            },
+            _ => match record.get(key) {
+                None | Some(Json::Null) => null(out),
+                Some(v) => match convert::fit(&field.schema, v) {
+                    Some(fit) => {
+                        some(out);
+                        typed(out, fit);
+                    }
+                    None => {
+                        rest.insert(key, Rest::Json(v));
+                        null(out);
+                    }
+                },
+            },
+        }
+    }
+    if rest.is_empty() {
+        null(out);
+    } else {
+        some(out);
+        string(out, &convert::extra_text(&rest)?);
+    }
+    Ok(())
+}
+
+fn typed(out: &mut Vec<u8>, fit: Fit<'_>) {
+    match fit {
+        Fit::Str(s) => string(out, &s),
+        Fit::Long(n) => long(out, n),
+        Fit::Double(f) => out.extend_from_slice(&f.to_le_bytes()),
+        Fit::Bool(b) => out.push(u8::from(b)),
+        Fit::Strings(values) => {
+            if !values.is_empty() {
+                long(out, values.len() as i64);
+                for v in values {
+                    string(out, v.as_str().unwrap_or_default());
+                }
+            }
+            long(out, 0);
+        }
+    }
+}
+
+/// Union branch 0 of `["null", T]`.
+pub fn null(out: &mut Vec<u8>) {
+    out.push(0);
+}
+
+/// Union branch 1 of `["null", T]`; the value follows.
+pub fn some(out: &mut Vec<u8>) {
+    out.push(2);
+}
+
+/// A `long` (also a length or block count): zig-zag, then base-128 little-endian.
+pub fn long(out: &mut Vec<u8>, n: i64) {
+    let mut z = ((n << 1) ^ (n >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+pub fn string(out: &mut Vec<u8>, s: &str) {
+    long(out, s.len() as i64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// `["null", "string"]`.
+pub fn opt_string(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        None => null(out),
+        Some(s) => {
+            some(out);
+            string(out, s);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::avro::schemas;
+    use crate::zoho::module::Module;
+    use serde_json::json;
+
+    /// The bytes decode, with apache-avro, to exactly what the `Value` path builds.
+    fn same_as_value_path(module: Module, input: &Json) {
+        let s = schemas::for_module(module).unwrap();
+        let record = input.as_object().unwrap();
+        let mut bytes = Vec::new();
+        write_record(&s.record, record, &mut bytes).unwrap();
+        let reader = apache_avro::reader::datum::GenericDatumReader::builder(&s.record).build().unwrap();
+        let decoded = reader.read_value(&mut bytes.as_slice()).unwrap();
+        let expected = convert::record_to_avro(&s.record, record).unwrap();
+        assert_eq!(decoded, expected, "{input}");
+    }
+
+    #[test]
+    fn every_shipped_schema_is_supported() {
+        for m in Module::all() {
+            assert!(supports(&schemas::for_module(m).unwrap().record), "{m}");
+        }
+    }
+
+    #[test]
+    fn bytes_match_the_value_path() {
+        for input in [
+            json!({"id": "1892000000042001", "subject": "Printer on fire", "isDeleted": false,
+                   "threadCount": "3", "cf": {"cf_region": "EU", "cf_empty": null, "cf_weird": 5},
+                   "contact": {"id": "1", "firstName": "Ada"}, "unknownFlag": true, "priority": null,
+                   "secondaryContacts": ["a", "b"], "sharedDepartments": [], "extra": "sent by Desk"}),
+            json!({"id": 5}),
+            json!({"id": "1", "subject": {"a": 1}, "isSpam": "maybe", "cf": "x"}),
+            json!({"id": "1", "isSpam": "true", "threadCount": 12_345_678_901_i64, "cf": {}}),
+            json!({"id": "1", "secondaryContacts": ["a", 1], "ticketNumber": 7, "subject": true}),
+        ] {
+            same_as_value_path(Module::Tickets, &input);
+        }
+        same_as_value_path(Module::Contacts, &json!({"id": "2", "firstName": "Ada", "cf": {"cf_x": "y"}}));
+    }
+
+    #[test]
+    fn longs_are_zig_zag_varints() {
+        for (n, want) in [(0_i64, vec![0_u8]), (-1, vec![1]), (1, vec![2]), (64, vec![0x80, 1])] {
+            let mut out = Vec::new();
+            long(&mut out, n);
+            assert_eq!(out, want, "{n}");
+        }
+        let mut out = Vec::new();
+        long(&mut out, i64::MIN);
+        assert_eq!(out.len(), 10);
+    }
+}
