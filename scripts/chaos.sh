@@ -10,7 +10,7 @@ CASES="${CHAOS_CASES:-20000}"
 echo "==> property tests, $CASES cases each (tests/properties.rs)"
 start=$(date +%s)
 PROPTEST_CASES="$CASES" cargo test --release --test properties -- --test-threads 2
-echo "==> $(( $(date +%s) - start )) s; 5 properties x $CASES cases, no failure"
+echo "==> $(( $(date +%s) - start )) s; 6 properties x $CASES cases, no failure"
 
 # Fuzz targets (fuzz/, cargo-fuzz + libFuzzer, nightly): FUZZ_SECONDS per target, default 60.
 echo "==> fuzz targets, ${FUZZ_SECONDS:-60} s each (scripts/fuzz.sh)"
