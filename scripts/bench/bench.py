@@ -13,7 +13,8 @@
 
 BENCH_ONLY=peer runs only part 4 (report: target/bench/report-peer.json), BENCH_ONLY=webhook parts 2 and 4
 (target/bench/report-webhook.json), BENCH_ONLY=snapshot part 1 (target/bench/report-snapshot.json;
-BENCH_TICKETS sets the ticket count, default 200,000); BENCH_DURATION_S shortens every
+BENCH_TICKETS sets the ticket count, default 200,000); BENCH_NO_PEER=1 leaves the peer out of
+BENCH_ONLY=webhook; BENCH_KAFKA_PROPERTIES="k=v,..." sets the bridge's kafka.properties; BENCH_DURATION_S shortens every
 load run (default 15 s).
 
 Writes target/bench/report.json (CONTRACT §9) and prints a Markdown table.
@@ -40,6 +41,9 @@ MAX_PAGE = {"tickets": 100, "contacts": 100, "accounts": 100, "departments": 200
             "agents": 200, "teams": 10**9, "tasks": 100, "calls": 100, "events": 100, "contracts": 100,
             "articles": 50}
 DURATION = float(os.environ.get("BENCH_DURATION_S", "15"))
+# BENCH_KAFKA_PROPERTIES="linger.ms=1,batch.size=65536" tries producer settings (kafka.properties).
+KAFKA_PROPERTIES = ", ".join(f'"{k}" = "{v}"' for k, v in (kv.split("=", 1) for kv in
+                             os.environ.get("BENCH_KAFKA_PROPERTIES", "").split(",") if "=" in kv))
 PEER_PORT = 18183
 PEER_NAME = "Apache Camel 4.22.0 (camel-main, platform-http-vertx -> camel-kafka)"
 PEERS_NOTE = ("The issue's peer, Redpanda Connect, cannot be installed here (the Go module proxy refuses it and "
@@ -101,6 +105,7 @@ def bridge_config(name, sim_port, prefix, extra_source="", webhook_port=18180, a
 [kafka]
 bootstrap_servers = "{BOOTSTRAP}"
 topic_prefix = "{prefix}"
+properties = {{ {KAFKA_PROPERTIES} }}
 [schema_registry]
 url = "{REGISTRY}"
 [http]
@@ -356,11 +361,12 @@ def main():
             rows += [("webhook events/s at saturation", hook["events_per_s"]),
                      ("webhook p50 / p99 ms at 2,000 events/s", f'{hook["p50_ms"]} / {hook["p99_ms"]}'),
                      ("webhook peak RSS MiB", hook["peak_rss_mib"])]
-        peer = peer_bench(prefix + "p")
-        partial.update(peers=[peer], peers_note=PEERS_NOTE)
-        rows += peer_rows(peer)
-        if only == "webhook":
-            rows.append(peer_row(partial["webhook"], peer))
+        if os.environ.get("BENCH_NO_PEER") != "1":
+            peer = peer_bench(prefix + "p")
+            partial.update(peers=[peer], peers_note=PEERS_NOTE)
+            rows += peer_rows(peer)
+            if only == "webhook":
+                rows.append(peer_row(partial["webhook"], peer))
         with open(os.path.join(OUT, f"report-{only}.json"), "w") as f:
             json.dump(partial, f, indent=2)
         print("| figure | value |\n|---|---|")

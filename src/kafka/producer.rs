@@ -79,6 +79,13 @@ impl std::fmt::Debug for TxProducer {
     }
 }
 
+/// Producer settings the bridge picks unless `kafka.properties` names them. A short linger: every write
+/// waits for its acknowledgement before answering a webhook or moving a cursor, so lingering only adds
+/// latency once a commit's records are all queued.
+const PRODUCER_DEFAULTS: [(&str, &str); 3] =
+    [("linger.ms", LINGER_MS), ("compression.type", "lz4"), ("message.timeout.ms", "30000")];
+const LINGER_MS: &str = "5";
+
 /// The transactional id of a source role: a second instance with the same config fences the first.
 pub fn transactional_id(topic_prefix: &str, org_id: &str, role: &str) -> String {
     format!("zoho-desk-cdc.{topic_prefix}.{org_id}.{role}")
@@ -96,11 +103,14 @@ impl TxProducer {
         if !settings.properties.contains_key("statistics.interval.ms") {
             cfg.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
         }
-        cfg.set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("compression.type", "lz4")
-            .set("message.timeout.ms", "30000");
+        // Defaults a `kafka.properties` entry may override (idempotence and acks may not: exactly-once and
+        // "acknowledged means in Kafka" depend on them).
+        for (key, value) in PRODUCER_DEFAULTS {
+            if !settings.properties.contains_key(key) {
+                cfg.set(key, value);
+            }
+        }
+        cfg.set("enable.idempotence", "true").set("acks", "all");
         if let Some(id) = &transactional_id {
             cfg.set("transactional.id", id).set("transaction.timeout.ms", "60000");
         }
