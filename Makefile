@@ -40,7 +40,7 @@ down: sim-down registry-down kafka-down ## Stop everything the targets above sta
 bench: ## Snapshot and webhook throughput, latency, CPU and memory vs Kafka's own ceiling (target/bench/report.json).
 	@scripts/bench.sh
 
-chaos: ## Property tests of every outside-input parser with many cases (fault injection: see scripts/chaos.sh).
+chaos: ## Property tests and fuzz targets with many cases, then the fault-injection scenarios (tests/faults.rs ...) with a CHAOS summary table.
 	@scripts/chaos.sh
 
 deploy-check: ## Render deploy/overlays/* with kustomize and validate every object offline (Kubernetes schemas, strict).

@@ -161,6 +161,10 @@ pub struct SourceSettings {
     /// the snapshot drops records repeated from the previous page.
     #[serde(default)]
     pub list_from_base: u32,
+    /// Seconds one Desk API call may take (one attempt; a timed-out call is retried with backoff like a
+    /// 5xx). Desk usually answers in well under a second; the default leaves room for slow search pages.
+    #[serde(default = "default_request_timeout_s")]
+    pub request_timeout_s: u64,
     #[serde(default)]
     pub quota: QuotaSettings,
 }
@@ -190,6 +194,9 @@ fn yes() -> bool {
 }
 fn default_reconcile_interval_s() -> u64 {
     900
+}
+fn default_request_timeout_s() -> u64 {
+    30
 }
 
 impl SourceSettings {
@@ -391,6 +398,9 @@ fn validate_source(s: &SourceSettings) -> Result<(), ConfigError> {
     }
     if s.reconcile_interval_s == 0 {
         return Err(ConfigError::invalid(key("reconcile_interval_s"), "must be at least 1"));
+    }
+    if !(1..=600).contains(&s.request_timeout_s) {
+        return Err(ConfigError::invalid(key("request_timeout_s"), "must be between 1 and 600 seconds"));
     }
     let q = &s.quota;
     if q.requests_per_minute == 0 {

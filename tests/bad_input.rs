@@ -726,6 +726,13 @@ async fn every_malformed_webhook_is_refused_counted_and_writes_nothing() {
         in_kafka.len(),
         expected.iter().filter(|(id, _)| !in_kafka.contains(id)).count()
     );
+    let delivered = expected.iter().filter(|(id, _)| in_kafka.contains(id)).count();
+    // The line scripts/chaos.sh tabulates: the records that had to reach Kafka, and those that did.
+    eprintln!(
+        "CHAOS scenario=bad_input_webhooks in={} out={delivered} lost={}",
+        expected.len(),
+        expected.len() as i64 - delivered as i64
+    );
     assert_eq!(canary_hits.load(Ordering::SeqCst), 0, "the bridge fetched an address a token named");
     let (rc, err) = bridge.terminate(Duration::from_secs(30));
     assert!(failures.is_empty(), "catalogue rows failed:\n{}", failures.join("\n"));
@@ -983,6 +990,13 @@ const CONFIG_ROWS: &[ConfigRow] = &[
         env: None,
         exit: 2,
         message: "configuration key `sources.main.quota.reconcile_share`: must be above 0 and at most 1",
+    },
+    ConfigRow {
+        class: "request_timeout_s 0",
+        edit: ("reconcile_interval_s = 900", "reconcile_interval_s = 900\nrequest_timeout_s = 0"),
+        env: None,
+        exit: 2,
+        message: "configuration key `sources.main.request_timeout_s`: must be between 1 and 600 seconds",
     },
     ConfigRow {
         class: "bad value from the environment",

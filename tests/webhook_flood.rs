@@ -138,6 +138,8 @@ async fn a_body_of_unknown_length_fills_the_budget_and_the_next_delivery_gets_50
     let ids_in_kafka = common::topic_ids(&common::bootstrap(), &topic, 3).await;
     let expected: HashSet<String> =
         [1_892_000_000_100_001u64, 1_892_000_000_100_003].iter().map(u64::to_string).collect();
+    let out = expected.intersection(&ids_in_kafka).count();
+    eprintln!("CHAOS scenario=webhook_budget in={} out={out} lost={}", expected.len(), expected.len() - out);
     assert_eq!(ids_in_kafka, expected, "exactly the two deliveries answered 200 are in Kafka");
 }
 
@@ -188,6 +190,12 @@ async fn a_flood_gets_200_or_503_only_and_every_200_is_in_kafka() {
     assert_eq!(rc, 0, "the bridge did not survive the flood cleanly: {}", common::tail(&err, 20));
     let topic = format!("{}.60000000001.tickets", env.prefix);
     let in_kafka = common::topic_ids(&common::bootstrap(), &topic, 3).await;
+    let out = acknowledged.intersection(&in_kafka).count();
+    eprintln!(
+        "CHAOS scenario=webhook_flood in={} out={out} lost={}",
+        acknowledged.len(),
+        acknowledged.len() - out
+    );
     let missing: Vec<_> = acknowledged.difference(&in_kafka).take(5).collect();
     assert!(missing.is_empty(), "answered 200 but not in Kafka: {missing:?}");
 }

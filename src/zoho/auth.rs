@@ -166,7 +166,15 @@ pub async fn exchange_grant_code(
         }),
         created_at: Utc::now(),
     };
-    creds.save(&src.credentials_file)?;
+    if let Err(error) = creds.save(&src.credentials_file) {
+        // Nothing was written (the previous file is intact), so no one can use the new refresh token:
+        // revoke it rather than leave it counting against Zoho's 20 refresh tokens per user and client
+        // (the 21st silently revokes the oldest, which may be the one a running bridge uses).
+        if let Err(e) = accounts.revoke(&creds.refresh_token).await {
+            tracing::warn!(source = %src.name, error = %e, "Cannot revoke the unsaved refresh token.");
+        }
+        return Err(error);
+    }
     tracing::info!(source = %src.name, file = %src.credentials_file.display(), "Credentials written.");
     Ok(AuthOutcome {
         source: src.name.clone(),

@@ -142,7 +142,12 @@ impl DeskRegistry {
             http,
             tokens,
             quota,
-            opts: self.opts.clone(),
+            // The per-attempt timeout is the source's own (the shared HTTP client's is only the fallback
+            // for Accounts calls); every Desk request sets it explicitly.
+            opts: ClientOptions {
+                request_timeout: std::time::Duration::from_secs(source.request_timeout_s),
+                ..self.opts.clone()
+            },
         }))
     }
 }

@@ -3,6 +3,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub mod broker;
+
 /// The broker `make test` starts (override with ZDC_TEST_BOOTSTRAP).
 pub fn bootstrap() -> String {
     std::env::var("ZDC_TEST_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
@@ -367,6 +369,50 @@ pub async fn topic_ids(bootstrap: &str, topic: &str, partitions: usize) -> std::
             }
         }
         ids
+    })
+    .await
+    .unwrap()
+}
+
+/// How many records with a value (tombstones not counted) each record id has on `topic` (read_committed,
+/// from the start to the end of each of its `partitions`): a count above one is a duplicate.
+pub async fn topic_id_counts(
+    bootstrap: &str,
+    topic: &str,
+    partitions: usize,
+) -> std::collections::HashMap<String, usize> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", unique("count-check"))
+            .set("isolation.level", "read_committed")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "true")
+            .create()
+            .unwrap();
+        consumer.subscribe(&[&topic]).unwrap();
+        let mut counts = std::collections::HashMap::new();
+        let mut eofs = 0;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while eofs < partitions && std::time::Instant::now() < deadline {
+            match consumer.poll(std::time::Duration::from_millis(500)) {
+                Some(Ok(m)) => {
+                    if let Some(k) = m.key().filter(|k| k.len() > 6) {
+                        let n = counts.entry(String::from_utf8_lossy(&k[6..]).into_owned()).or_insert(0);
+                        if m.payload().is_some() {
+                            *n += 1;
+                        }
+                    }
+                }
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => eofs += 1,
+                _ => {}
+            }
+        }
+        assert!(eofs >= partitions, "did not reach the end of {topic} within 60 s");
+        counts
     })
     .await
     .unwrap()
