@@ -165,6 +165,11 @@ pub struct SourceSettings {
     /// 5xx). Desk usually answers in well under a second; the default leaves room for slow search pages.
     #[serde(default = "default_request_timeout_s")]
     pub request_timeout_s: u64,
+    /// Ticket list filters a department with more tickets than Desk lists is split by, in order (see
+    /// `pipeline::snapshot::partitions`); `[]` walks such a department past the ceiling through search,
+    /// with one detail call per ticket.
+    #[serde(default = "default_split_fields")]
+    pub snapshot_split_fields: Vec<String>,
     #[serde(default)]
     pub quota: QuotaSettings,
 }
@@ -194,6 +199,12 @@ fn yes() -> bool {
 }
 fn default_reconcile_interval_s() -> u64 {
     900
+}
+/// The ticket fields the list endpoint filters by equality (reference B.3).
+pub const SPLIT_FIELDS: [&str; 3] = ["status", "channel", "priority"];
+
+fn default_split_fields() -> Vec<String> {
+    SPLIT_FIELDS.iter().map(|f| (*f).to_owned()).collect()
 }
 fn default_request_timeout_s() -> u64 {
     30
@@ -395,6 +406,12 @@ fn validate_source(s: &SourceSettings) -> Result<(), ConfigError> {
     s.selected_modules()?;
     if s.list_from_base > 1 {
         return Err(ConfigError::invalid(key("list_from_base"), "must be 0 or 1"));
+    }
+    if let Some(bad) = s.snapshot_split_fields.iter().find(|f| !SPLIT_FIELDS.contains(&f.as_str())) {
+        return Err(ConfigError::invalid(
+            key("snapshot_split_fields"),
+            format!("unknown field {bad:?}; use some of {SPLIT_FIELDS:?}"),
+        ));
     }
     if s.reconcile_interval_s == 0 {
         return Err(ConfigError::invalid(key("reconcile_interval_s"), "must be at least 1"));

@@ -84,7 +84,7 @@ impl std::fmt::Debug for TxProducer {
 /// latency once a commit's records are all queued.
 const PRODUCER_DEFAULTS: [(&str, &str); 3] =
     [("linger.ms", LINGER_MS), ("compression.type", "lz4"), ("message.timeout.ms", "30000")];
-const LINGER_MS: &str = "5";
+const LINGER_MS: &str = "1";
 
 /// The transactional id of a source role: a second instance with the same config fences the first.
 pub fn transactional_id(topic_prefix: &str, org_id: &str, role: &str) -> String {

@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 pub struct SnapshotCursor {
     /// The snapshot's upper bound (its start), epoch ms: later creations arrive as webhook events.
     pub upper_ms: i64,
-    /// Department ids when the module is walked per department (fixed at the snapshot's first step).
+    /// The partitions when the module is walked per department (fixed at the snapshot's first step).
     #[serde(default)]
-    pub partitions: Option<Vec<String>>,
+    pub partitions: Option<Vec<Partition>>,
     /// Deletes of this module the source had committed when the previous page was read.
     #[serde(default)]
     pub deletes_seen: u64,
@@ -37,6 +37,26 @@ pub struct SnapshotCursor {
     pub done: bool,
 }
 
+/// One part of a partitioned walk: the list filters that select it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Partition {
+    /// A whole department (cursors written before departments were split further read as this).
+    Department(String),
+    /// `departmentId` and further equality filters (`status`, `channel`, ...), in that order.
+    Filters(Vec<(String, String)>),
+}
+
+impl Partition {
+    /// The list (and search) parameters that select the partition.
+    pub fn query(&self) -> Vec<(String, String)> {
+        match self {
+            Partition::Department(d) => vec![("departmentId".to_owned(), d.clone())],
+            Partition::Filters(f) => f.clone(),
+        }
+    }
+}
+
 impl SnapshotCursor {
     /// Moves to the next partition, forgetting the per-partition position.
     pub fn next_partition(&mut self) {
@@ -51,5 +71,28 @@ impl SnapshotCursor {
 
     pub fn state_key(module: crate::zoho::module::Module) -> String {
         format!("snapshot/{}", module.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn cursors_with_department_ids_still_read() {
+        let old: SnapshotCursor = serde_json::from_str(
+            r#"{"upper_ms":1,"partitions":["7001"],"part":0,"from":0,"window_start_ms":null,
+                "last_ts_ms":null,"ids_at_last_ts":[],"records":0,"pages":0,"done":false}"#,
+        )
+        .unwrap();
+        assert_eq!(old.partitions, Some(vec![Partition::Department("7001".into())]));
+        let split = Partition::Filters(vec![
+            ("departmentId".into(), "7001".into()),
+            ("status".into(), "Open".into()),
+        ]);
+        let text = serde_json::to_string(&split).unwrap();
+        assert_eq!(serde_json::from_str::<Partition>(&text).unwrap(), split);
+        assert_eq!(split.query()[1], ("status".to_owned(), "Open".to_owned()));
     }
 }

@@ -8,7 +8,7 @@
 //! webhook events.
 
 use super::commit::{CommitError, Writer};
-use super::cursor::SnapshotCursor;
+use super::cursor::{Partition, SnapshotCursor};
 use super::progress::SourceProgress;
 use super::{DeskFailure, DeskPages, Page};
 use crate::change::{ChangeEvent, Op, SnapshotMarker, record_time_ms};
@@ -63,17 +63,27 @@ pub(super) fn id_of(r: &Map<String, Value>) -> Option<String> {
 
 /// Runs (or resumes) one module's snapshot until it is done or `shutdown` fires. `last_module` marks the
 /// final record of the whole snapshot as `last`.
+/// How a source's Desk lists are read (from its config).
+#[derive(Clone, Copy)]
+pub struct Listing<'a> {
+    /// `sources.list_from_base`.
+    pub list_from_base: u32,
+    /// `sources.snapshot_split_fields`.
+    pub split_fields: &'a [String],
+}
+
 pub async fn run_module<D: DeskPages>(
     desk: &D,
     sink: &Sink<'_>,
     module: Module,
     mut cursor: SnapshotCursor,
-    list_from_base: u32,
+    listing: &Listing<'_>,
     last_module: bool,
     shutdown: &CancellationToken,
 ) -> Result<SnapshotCursor, SnapshotError> {
     let spec = catalog::spec(module);
     let name = module.name();
+    let Listing { list_from_base, split_fields } = *listing;
     sink.progress.update(name, |p| {
         p.phase = "snapshot".into();
         p.records = cursor.records;
@@ -117,9 +127,19 @@ pub async fn run_module<D: DeskPages>(
                     }
                     let request_from = request_from.min(cursor.from);
                     if spec.walk == Walk::PerTicket {
-                        per_ticket_step(desk, module, &cursor, list_from_base, request_from, seq).await?
+                        per_ticket_step(
+                            desk,
+                            module,
+                            &cursor,
+                            list_from_base,
+                            split_fields,
+                            request_from,
+                            seq,
+                        )
+                        .await?
                     } else {
-                        sorted_step(desk, module, &cursor, list_from_base, request_from, seq).await?
+                        sorted_step(desk, module, &cursor, list_from_base, split_fields, request_from, seq)
+                            .await?
                     }
                 }
                 Walk::List => list_step(desk, module, &cursor, list_from_base).await?,
@@ -205,6 +225,84 @@ fn track_created(cursor: &mut SnapshotCursor, records: &[Map<String, Value>]) {
     }
 }
 
+/// Rows per partition the walk aims below: Desk lists only the first 5000 of a filter, and past that the
+/// rest needs search plus one detail call per record. Leaves room for rows created during the walk.
+const PARTITION_TARGET: u64 = 4_500;
+
+/// The partitions of a module walked per department: each department, split where it is too big to list
+/// by `split_fields` (`sources.snapshot_split_fields`), in order, while a part still holds more than
+/// [`PARTITION_TARGET`] rows, counted through search (`count`) up to the snapshot's upper bound. A field's
+/// values are those seen in a sample of the part; a split is used only when the counts of its values add
+/// up to the part's count, so a value the sample missed (or a null, which no filter selects) keeps the part
+/// whole (walked past the ceiling through search) instead of losing its rows.
+async fn partitions<D: DeskPages>(
+    desk: &D,
+    module: Module,
+    base: u32,
+    split_fields: &[String],
+    upper_ms: i64,
+) -> Result<Vec<Partition>, SnapshotError> {
+    let departments = departments(desk, module, base).await?;
+    // One count for the module first: when it all fits, no department needs counting (small orgs pay one call).
+    let (total, _) = count_part(desk, module, upper_ms, &[]).await?;
+    if total <= PARTITION_TARGET {
+        return Ok(departments.into_iter().map(Partition::Department).collect());
+    }
+    let mut out = Vec::new();
+    for department in departments {
+        let whole = vec![("departmentId".to_owned(), department.clone())];
+        let (count, sample) = count_part(desk, module, upper_ms, &whole).await?;
+        // Depth first, in order: (filters, next split field, rows, sample rows).
+        let mut work = vec![(whole, 0usize, count, sample)];
+        let mut parts = Vec::new();
+        while let Some((filters, dim, count, sample)) = work.pop() {
+            let Some(field) = split_fields.get(dim).filter(|_| count > PARTITION_TARGET) else {
+                parts.push(filters);
+                continue;
+            };
+            let values: std::collections::BTreeSet<&str> =
+                sample.iter().filter_map(|r| r.get(field.as_str()).and_then(Value::as_str)).collect();
+            let mut subs = Vec::with_capacity(values.len());
+            for v in values.into_iter().filter(|v| !v.contains(',')) {
+                let mut f = filters.clone();
+                f.push((field.clone(), v.to_owned()));
+                let (c, rows) = count_part(desk, module, upper_ms, &f).await?;
+                subs.push((f, dim + 1, c, rows));
+            }
+            if subs.iter().map(|s| s.2).sum::<u64>() == count {
+                work.extend(subs.into_iter().rev());
+            } else {
+                work.push((filters, dim + 1, count, sample));
+            }
+        }
+        if parts.len() > 1 {
+            tracing::info!(module = %module, department = %department, parts = parts.len(),
+                "Department split so each part stays under Desk's list ceiling.");
+        }
+        out.extend(parts.into_iter().map(|f| {
+            if f.len() == 1 { Partition::Department(department.clone()) } else { Partition::Filters(f) }
+        }));
+    }
+    Ok(out)
+}
+
+/// Rows of a part created up to `upper_ms` (search's `count`) and a sample of them (one search page).
+async fn count_part<D: DeskPages>(
+    desk: &D,
+    module: Module,
+    upper_ms: i64,
+    filters: &[(String, String)],
+) -> Result<(u64, Vec<Map<String, Value>>), SnapshotError> {
+    let spec = catalog::spec(module);
+    let mut query = filters.to_vec();
+    query.push(("createdTimeRange".into(), format!("{},{}", iso(0), iso(upper_ms))));
+    query.push(("from".into(), "0".into()));
+    query.push(("limit".into(), SEARCH_MAX_LIMIT.to_string()));
+    let page = fetch(desk, module, format!("{}/search", spec.path), query, spec.records_key).await?;
+    let count = page.count.unwrap_or(page.records.len() as u64);
+    Ok((count, page.records))
+}
+
 /// The department ids, for modules walked per department.
 async fn departments<D: DeskPages>(
     desk: &D,
@@ -240,13 +338,14 @@ async fn sorted_step<D: DeskPages>(
     module: Module,
     cursor: &SnapshotCursor,
     base: u32,
+    split_fields: &[String],
     request_from: u32,
     deletes_seq: u64,
 ) -> Result<(Page, SnapshotCursor), SnapshotError> {
     let spec = catalog::spec(module);
     let mut next = cursor.clone();
     if spec.partition_by_department && cursor.partitions.is_none() {
-        next.partitions = Some(departments(desk, module, base).await?);
+        next.partitions = Some(partitions(desk, module, base, split_fields, cursor.upper_ms).await?);
         return Ok((Page::default(), next));
     }
     let partition = match &cursor.partitions {
@@ -259,10 +358,7 @@ async fn sorted_step<D: DeskPages>(
         },
         None => None,
     };
-    let mut query: Vec<(String, String)> = Vec::new();
-    if let Some(d) = &partition {
-        query.push(("departmentId".into(), d.clone()));
-    }
+    let mut query: Vec<(String, String)> = partition.as_ref().map(Partition::query).unwrap_or_default();
     let limit = if cursor.searching { SEARCH_MAX_LIMIT } else { spec.max_limit };
     let mut page = if cursor.searching {
         let start = cursor.window_start_ms.unwrap_or(0);
@@ -342,10 +438,12 @@ async fn per_ticket_step<D: DeskPages>(
     module: Module,
     cursor: &SnapshotCursor,
     base: u32,
+    split_fields: &[String],
     request_from: u32,
     deletes_seq: u64,
 ) -> Result<(Page, SnapshotCursor), SnapshotError> {
-    let (tickets, next) = sorted_step(desk, Module::Tickets, cursor, base, request_from, deletes_seq).await?;
+    let (tickets, next) =
+        sorted_step(desk, Module::Tickets, cursor, base, split_fields, request_from, deletes_seq).await?;
     let spec = catalog::spec(module);
     let mut rows = Vec::new();
     for ticket in &tickets.records {

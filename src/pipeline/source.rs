@@ -199,7 +199,10 @@ impl SourceRuntime {
                 &sink,
                 module,
                 cursor,
-                self.settings.list_from_base,
+                &snapshot::Listing {
+                    list_from_base: self.settings.list_from_base,
+                    split_fields: &self.settings.snapshot_split_fields,
+                },
                 i + 1 == total,
                 shutdown,
             )
