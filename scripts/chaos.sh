@@ -14,6 +14,9 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=scripts/ensure-services.sh
+source "$ROOT/scripts/ensure-services.sh"
+ensure_services kafka registry
 CASES="${CHAOS_CASES:-20000}"
 echo "==> property tests, $CASES cases each (tests/properties.rs)"
 start=$(date +%s)
@@ -28,7 +31,7 @@ else
   "$ROOT/scripts/fuzz.sh"
 fi
 
-# Fault injection: the shared broker and registry must be up (make kafka-up registry-up; make test does it).
+# Fault injection against the shared broker and registry (started above when they were not running).
 echo "==> fault-injection scenarios (tests/faults.rs, bad_input.rs, webhook_flood.rs, broker_outage.rs)"
 "$ROOT/scripts/venv.sh" >/dev/null
 log="$ROOT/target/chaos/faults.log"

@@ -1,4 +1,4 @@
-# Sourced by test.sh and bench.sh: `ensure_services kafka registry` starts each service that is not running
+# Sourced by test.sh, bench.sh and chaos.sh: `ensure_services kafka registry` starts each service that is not running
 # and, on exit, stops only the ones it started (by their pid files, through services.sh).
 SVC="$ROOT/scripts/services.sh"
 started=()
