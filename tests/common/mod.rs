@@ -152,11 +152,16 @@ pub struct Bridge {
 
 impl Bridge {
     pub fn start(args: &[&str]) -> Self {
+        Self::start_logging(args, "info")
+    }
+
+    /// Like [`Bridge::start`] with `RUST_LOG` set to `filter`.
+    pub fn start_logging(args: &[&str], filter: &str) -> Self {
         use std::io::Read;
         use std::process::{Command, Stdio};
         let mut child = Command::new(bridge_bin())
             .args(args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
