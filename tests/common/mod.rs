@@ -346,37 +346,7 @@ pub async fn snapshot_done(admin: &str) -> bool {
 /// Keys are Avro `{id: string}` in the Confluent wire format: the id follows the 5-byte header and its
 /// one-byte length.
 pub async fn topic_ids(bootstrap: &str, topic: &str, partitions: usize) -> std::collections::HashSet<String> {
-    use rdkafka::Message;
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("group.id", unique("ids-check"))
-            .set("isolation.level", "read_committed")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "true")
-            .create()
-            .unwrap();
-        consumer.subscribe(&[&topic]).unwrap();
-        let mut ids = std::collections::HashSet::new();
-        let mut eofs = 0;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while eofs < partitions && std::time::Instant::now() < deadline {
-            match consumer.poll(std::time::Duration::from_millis(500)) {
-                Some(Ok(m)) => {
-                    if let Some(k) = m.key().filter(|k| k.len() > 6) {
-                        ids.insert(String::from_utf8_lossy(&k[6..]).into_owned());
-                    }
-                }
-                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => eofs += 1,
-                _ => {}
-            }
-        }
-        ids
-    })
-    .await
-    .unwrap()
+    topic_id_counts(bootstrap, topic, partitions).await.into_keys().collect()
 }
 
 /// How many records with a value (tombstones not counted) each record id has on `topic` (read_committed,
