@@ -61,8 +61,6 @@ pub(super) fn id_of(r: &Map<String, Value>) -> Option<String> {
     }
 }
 
-/// Runs (or resumes) one module's snapshot until it is done or `shutdown` fires. `last_module` marks the
-/// final record of the whole snapshot as `last`.
 /// How a source's Desk lists are read (from its config).
 #[derive(Clone, Copy)]
 pub struct Listing<'a> {
@@ -72,6 +70,8 @@ pub struct Listing<'a> {
     pub split_fields: &'a [String],
 }
 
+/// Runs (or resumes) one module's snapshot until it is done or `shutdown` fires. `last_module` marks the
+/// final record of the whole snapshot as `last`.
 pub async fn run_module<D: DeskPages>(
     desk: &D,
     sink: &Sink<'_>,

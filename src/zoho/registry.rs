@@ -25,6 +25,8 @@ struct Shared {
 pub struct DeskRegistry {
     shared: Arc<Mutex<Shared>>,
     opts: ClientOptions,
+    /// Replaces every source's `request_timeout_s` (tests need attempts shorter than a second).
+    request_timeout: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for DeskRegistry {
@@ -59,7 +61,13 @@ pub fn accounts_client(source: &SourceSettings, http: reqwest::Client) -> Result
 
 impl DeskRegistry {
     pub fn new(opts: ClientOptions) -> Self {
-        Self { shared: Arc::default(), opts }
+        Self { shared: Arc::default(), opts, request_timeout: None }
+    }
+
+    /// Uses `timeout` for every Desk attempt instead of each source's `request_timeout_s`.
+    pub fn with_request_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.request_timeout = Some(timeout);
+        self
     }
 
     /// The client of `source`, reading its credentials file. Fails with a message telling the operator
@@ -145,7 +153,9 @@ impl DeskRegistry {
             // The per-attempt timeout is the source's own (the shared HTTP client's is only the fallback
             // for Accounts calls); every Desk request sets it explicitly.
             opts: ClientOptions {
-                request_timeout: std::time::Duration::from_secs(source.request_timeout_s),
+                request_timeout: self
+                    .request_timeout
+                    .unwrap_or_else(|| std::time::Duration::from_secs(source.request_timeout_s)),
                 ..self.opts.clone()
             },
         }))

@@ -111,7 +111,8 @@ impl Env {
     }
 
     pub fn client(&self, opts: ClientOptions) -> DeskClient {
-        DeskRegistry::new(opts).client(&self.settings.sources[0]).unwrap()
+        let timeout = opts.request_timeout;
+        DeskRegistry::new(opts).with_request_timeout(timeout).client(&self.settings.sources[0]).unwrap()
     }
 
     pub fn credentials_file(&self) -> PathBuf {
