@@ -731,16 +731,7 @@ async fn full_disk_leaves_the_credentials_file_intact() {
     let http = reqwest::Client::new();
 
     // `auth` with a new grant code cannot write the new file.
-    let grant: Value = http
-        .post(format!("{base}/_sim/grant-codes"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let code = grant["code"].as_str().unwrap().to_owned();
+    let code = common::grant_code(&base).await;
     let (rc, err, after, listing) = tokio::task::spawn_blocking({
         let (creds_dir, old_path, config) = (creds_dir.clone(), old_path.clone(), config.clone());
         move || {

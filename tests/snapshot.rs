@@ -22,28 +22,7 @@ async fn initial_only_loads_every_module_exactly_once_with_minimal_api_calls() {
     let config_s = config.to_str().unwrap().to_owned();
 
     let http = reqwest::Client::new();
-    let grant: serde_json::Value = http
-        .post(format!("{base}/_sim/grant-codes"))
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let code = grant["code"].as_str().unwrap().to_owned();
-    let (rc, out, err) = tokio::task::spawn_blocking({
-        let c = config_s.clone();
-        move || {
-            common::run_bridge(
-                &["auth", "--config", &c, "--source", "main", "--code", &code],
-                Duration::from_secs(60),
-            )
-        }
-    })
-    .await
-    .unwrap();
-    assert_eq!(rc, 0, "auth failed:\n{out}\n{err}");
+    common::auth(&base, &config_s).await;
 
     let before: serde_json::Value =
         http.get(format!("{base}/_sim/stats")).send().await.unwrap().json().await.unwrap();

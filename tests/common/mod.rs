@@ -288,8 +288,8 @@ pub async fn run_initial_only(config: &str, timeout: std::time::Duration) -> (i3
     (rc, err)
 }
 
-/// Exchanges a fresh simulator grant code with `zoho-desk-cdc auth`.
-pub async fn auth(sim_base: &str, config: &str) {
+/// A fresh grant code from the simulator's control API (default scopes).
+pub async fn grant_code(sim_base: &str) -> String {
     let grant: serde_json::Value = reqwest::Client::new()
         .post(format!("{sim_base}/_sim/grant-codes"))
         .json(&serde_json::json!({}))
@@ -299,7 +299,12 @@ pub async fn auth(sim_base: &str, config: &str) {
         .json()
         .await
         .unwrap();
-    let code = grant["code"].as_str().unwrap().to_owned();
+    grant["code"].as_str().unwrap().to_owned()
+}
+
+/// Exchanges a fresh simulator grant code with `zoho-desk-cdc auth`.
+pub async fn auth(sim_base: &str, config: &str) {
+    let code = grant_code(sim_base).await;
     let config = config.to_owned();
     let (rc, out, err) = tokio::task::spawn_blocking(move || {
         run_bridge(
