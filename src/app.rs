@@ -98,7 +98,9 @@ async fn heartbeat(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
         }
-        for (role, producer) in [("snapshot", &rt.snapshot_producer), ("stream", &*rt.stream_producer)] {
+        let roles = [("snapshot", &rt.snapshot_producer), ("stream", &*rt.stream_producer)];
+        // Once per lane: each of a role's producers must learn of a takeover.
+        for (role, producer) in roles.into_iter().flat_map(|(r, p)| std::iter::repeat_n((r, p), p.lanes())) {
             let beat = vec![(
                 format!("heartbeat/{role}"),
                 serde_json::json!({"ts_ms": chrono::Utc::now().timestamp_millis()}),

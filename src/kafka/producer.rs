@@ -12,12 +12,13 @@ use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
+use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ProduceError {
     #[error("cannot create the Kafka producer: {0}")]
     Create(KafkaError),
@@ -48,10 +49,15 @@ const STATISTICS_INTERVAL_MS: &str = "15000";
 pub struct StatsContext {
     source: String,
     role: String,
+    /// Only one producer of a role reports, so the gauges are not overwritten by another's.
+    report: bool,
 }
 
 impl ClientContext for StatsContext {
     fn stats(&self, s: Statistics) {
+        if !self.report {
+            return;
+        }
         let labels = [("source", self.source.clone()), ("role", self.role.clone())];
         metrics::gauge!(KAFKA_QUEUE_MESSAGES, &labels).set(s.msg_cnt as f64);
         metrics::gauge!(KAFKA_QUEUE_BYTES, &labels).set(s.msg_size as f64);
@@ -65,25 +71,49 @@ impl ClientContext for StatsContext {
     }
 }
 
+/// Transactional ids each exactly-once role takes turns on. Kafka answers CONCURRENT_TRANSACTIONS to a
+/// transaction that begins before the coordinator has written the previous one's markers, and librdkafka
+/// then backs off (tens of milliseconds): with one id, back-to-back transactions spent most of their time
+/// waiting. Taking turns gives each id a whole transaction's time to settle, while writes stay strictly
+/// sequential, so ordering is unchanged. Fixed rather than configurable: every instance must claim (and so
+/// fence) the same ids.
+const TRANSACTION_LANES: usize = 3;
+
 pub struct TxProducer {
+    /// At least one; several only in exactly-once mode.
+    lanes: Vec<Lane>,
+    source: String,
+    /// Transactions are strictly sequential; holds the lane the next one uses.
+    gate: Mutex<usize>,
+    /// Set once a lane is fenced or failed for good: the other lanes must not write on either.
+    broken: OnceLock<ProduceError>,
+}
+
+/// One librdkafka producer and its transactional id (`None` in at-least-once mode).
+struct Lane {
     producer: FutureProducer<StatsContext>,
     transactional_id: Option<String>,
-    source: String,
-    /// Transactions on one producer are strictly sequential.
-    gate: Mutex<()>,
 }
 
 impl std::fmt::Debug for TxProducer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TxProducer").field("transactional_id", &self.transactional_id).finish()
+        let ids: Vec<_> = self.lanes.iter().map(|l| &l.transactional_id).collect();
+        f.debug_struct("TxProducer").field("transactional_ids", &ids).finish()
     }
 }
 
 /// Producer settings the bridge picks unless `kafka.properties` names them. A short linger: every write
 /// waits for its acknowledgement before answering a webhook or moving a cursor, so lingering only adds
-/// latency once a commit's records are all queued.
-const PRODUCER_DEFAULTS: [(&str, &str); 3] =
-    [("linger.ms", LINGER_MS), ("compression.type", "lz4"), ("message.timeout.ms", "30000")];
+/// latency once a commit's records are all queued. A short first retry back-off: it is also how long a
+/// transaction waits after CONCURRENT_TRANSACTIONS (the previous one's markers not yet written); librdkafka's
+/// 100 ms default dominated the p99 of back-to-back transactions (later retries still back off
+/// exponentially, up to `retry.backoff.max.ms`).
+const PRODUCER_DEFAULTS: [(&str, &str); 4] = [
+    ("linger.ms", LINGER_MS),
+    ("compression.type", "lz4"),
+    ("message.timeout.ms", "30000"),
+    ("retry.backoff.ms", "10"),
+];
 const LINGER_MS: &str = "1";
 
 /// The transactional id of a source role: a second instance with the same config fences the first.
@@ -91,16 +121,89 @@ pub fn transactional_id(topic_prefix: &str, org_id: &str, role: &str) -> String 
     format!("zoho-desk-cdc.{topic_prefix}.{org_id}.{role}")
 }
 
+/// The id of each lane of a role: the first is the role's own id (so an older instance is fenced too).
+fn lane_ids(transactional_id: Option<&str>) -> Vec<Option<String>> {
+    match transactional_id {
+        None => vec![None],
+        Some(id) => (0..TRANSACTION_LANES)
+            .map(|lane| Some(if lane == 0 { id.to_owned() } else { format!("{id}.{lane}") }))
+            .collect(),
+    }
+}
+
 impl TxProducer {
-    /// Creates the producer and, in exactly-once mode, initialises its transactions (fencing older ones).
+    /// Creates the producers and, in exactly-once mode, initialises their transactions (fencing older
+    /// ones).
     pub async fn connect(
         settings: &KafkaSettings,
         transactional_id: Option<String>,
         source: &str,
         role: &str,
     ) -> Result<Self, ProduceError> {
+        let mut lanes = Vec::new();
+        for (lane, id) in lane_ids(transactional_id.as_deref()).into_iter().enumerate() {
+            // Every lane reports queue gauges under the same labels; only the first does, so they stay true.
+            lanes.push(Lane::connect(settings, id, source, role, lane == 0).await?);
+        }
+        Ok(Self { lanes, source: source.to_owned(), gate: Mutex::new(0), broken: OnceLock::new() })
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.lanes.iter().any(|l| l.transactional_id.is_some())
+    }
+
+    /// How many producers take turns; an idle-fencing check writes this many times to reach each one.
+    pub fn lanes(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// Writes `records` atomically (exactly-once) or reliably (at-least-once). Returns only after Kafka
+    /// has acknowledged every record, so callers may then acknowledge upstream.
+    pub async fn write(&self, records: Vec<OutRecord>) -> Result<(), ProduceError> {
+        let mut next = self.gate.lock().await;
+        if let Some(broken) = self.broken.get() {
+            return Err(broken.clone());
+        }
+        let Some(lane) = self.lanes.get(*next) else { return Err(ProduceError::Join) };
+        *next = (*next + 1) % self.lanes.len();
+        let result = lane.write(records).await;
+        if let Err(error @ (ProduceError::Fenced(_) | ProduceError::Fatal(_))) = &result {
+            let _ = self.broken.set(error.clone());
+        }
+        let outcome = if result.is_ok() { "committed" } else { "aborted" };
+        if lane.transactional_id.is_some() {
+            metrics::counter!(KAFKA_TRANSACTIONS_TOTAL, "source" => self.source.clone(), "outcome" => outcome)
+                .increment(1);
+        }
+        if result.is_err() {
+            metrics::counter!(KAFKA_PRODUCE_ERRORS_TOTAL, "source" => self.source.clone()).increment(1);
+        }
+        result
+    }
+
+    /// Flushes outstanding records on shutdown.
+    pub async fn flush(&self) {
+        for lane in &self.lanes {
+            let p = lane.producer.clone();
+            if let Ok(Err(error)) =
+                tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(10))).await
+            {
+                tracing::warn!(%error, "Flushing the Kafka producer failed.");
+            }
+        }
+    }
+}
+
+impl Lane {
+    async fn connect(
+        settings: &KafkaSettings,
+        transactional_id: Option<String>,
+        source: &str,
+        role: &str,
+        report: bool,
+    ) -> Result<Self, ProduceError> {
         let mut cfg = client_config(settings);
-        if !settings.properties.contains_key("statistics.interval.ms") {
+        if report && !settings.properties.contains_key("statistics.interval.ms") {
             cfg.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
         }
         // Defaults a `kafka.properties` entry may override (idempotence and acks may not: exactly-once and
@@ -114,10 +217,10 @@ impl TxProducer {
         if let Some(id) = &transactional_id {
             cfg.set("transactional.id", id).set("transaction.timeout.ms", "60000");
         }
-        let context = StatsContext { source: source.to_owned(), role: role.to_owned() };
+        let context = StatsContext { source: source.to_owned(), role: role.to_owned(), report };
         let producer: FutureProducer<StatsContext> =
             cfg.create_with_context(context).map_err(ProduceError::Create)?;
-        let this = Self { producer, transactional_id, source: source.to_owned(), gate: Mutex::new(()) };
+        let this = Self { producer, transactional_id };
         if this.transactional_id.is_some() {
             let p = this.producer.clone();
             tokio::task::spawn_blocking(move || p.init_transactions(TXN_TIMEOUT))
@@ -128,27 +231,11 @@ impl TxProducer {
         Ok(this)
     }
 
-    pub fn is_transactional(&self) -> bool {
+    fn is_transactional(&self) -> bool {
         self.transactional_id.is_some()
     }
 
-    /// Writes `records` atomically (exactly-once) or reliably (at-least-once). Returns only after Kafka
-    /// has acknowledged every record, so callers may then acknowledge upstream.
-    pub async fn write(&self, records: Vec<OutRecord>) -> Result<(), ProduceError> {
-        let _guard = self.gate.lock().await;
-        let result = self.write_locked(records).await;
-        let outcome = if result.is_ok() { "committed" } else { "aborted" };
-        if self.is_transactional() {
-            metrics::counter!(KAFKA_TRANSACTIONS_TOTAL, "source" => self.source.clone(), "outcome" => outcome)
-                .increment(1);
-        }
-        if result.is_err() {
-            metrics::counter!(KAFKA_PRODUCE_ERRORS_TOTAL, "source" => self.source.clone()).increment(1);
-        }
-        result
-    }
-
-    async fn write_locked(&self, records: Vec<OutRecord>) -> Result<(), ProduceError> {
+    async fn write(&self, records: Vec<OutRecord>) -> Result<(), ProduceError> {
         if self.is_transactional() {
             self.producer.begin_transaction().map_err(|e| self.classify(e))?;
         }
@@ -247,16 +334,23 @@ impl TxProducer {
             Err(error) => tracing::warn!(%error, "Aborting the Kafka transaction panicked."),
         }
     }
-
-    /// Flushes outstanding records on shutdown.
-    pub async fn flush(&self) {
-        let p = self.producer.clone();
-        if let Ok(Err(error)) = tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(10))).await {
-            tracing::warn!(%error, "Flushing the Kafka producer failed.");
-        }
-    }
 }
 
 fn is_fatal(e: &KafkaError) -> bool {
     matches!(e, KafkaError::Transaction(t) if t.is_fatal())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_keep_the_role_id_first_so_older_instances_are_fenced_too() {
+        assert_eq!(lane_ids(None), vec![None]);
+        let ids = lane_ids(Some("zoho-desk-cdc.p.1.stream"));
+        assert_eq!(ids.len(), TRANSACTION_LANES);
+        assert_eq!(ids[0].as_deref(), Some("zoho-desk-cdc.p.1.stream"));
+        assert_eq!(ids[1].as_deref(), Some("zoho-desk-cdc.p.1.stream.1"));
+        assert_eq!(ids[2].as_deref(), Some("zoho-desk-cdc.p.1.stream.2"));
+    }
 }
