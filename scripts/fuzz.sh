@@ -26,12 +26,6 @@ if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
   cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
 fi
 
-# FUZZ_BUILD_ONLY=1 builds every target and stops (make chaos builds them beside its other builds).
-if [[ "${FUZZ_BUILD_ONLY:-0}" == 1 ]]; then
-  nice -n "$NICE" cargo +nightly fuzz build $PROFILE_FLAG
-  exit 0
-fi
-
 dict_for() {
   case "$1" in
     webhook | convert) echo "-dict=dict/json.dict" ;;

@@ -85,29 +85,28 @@ impl Probe for AppProbe {
 }
 
 /// An idle producer learns that a newer instance fenced it only when it next writes: a small state record
-/// every few seconds per role makes a takeover known promptly, and stops this instance.
+/// every few seconds per idle role makes a takeover known promptly, and stops this instance. It bypasses
+/// the ordering guard (it carries no events), so it never holds up a snapshot page or a webhook commit.
 async fn heartbeat(
     rt: Arc<SourceRuntime>,
     stopped: Arc<Mutex<Option<AppError>>>,
     shutdown: CancellationToken,
 ) {
     use crate::kafka::producer::ProduceError;
-    use crate::pipeline::commit::CommitError;
+    const INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            _ = tokio::time::sleep(INTERVAL) => {}
         }
-        let roles = [("snapshot", &rt.snapshot_producer), ("stream", &*rt.stream_producer)];
-        // Once per lane: each of a role's producers must learn of a takeover.
-        for (role, producer) in roles.into_iter().flat_map(|(r, p)| std::iter::repeat_n((r, p), p.lanes())) {
-            let beat = vec![(
+        for (role, producer) in [("snapshot", &rt.snapshot_producer), ("stream", &*rt.stream_producer)] {
+            let beat = rt.writer.state_record(
                 format!("heartbeat/{role}"),
-                serde_json::json!({"ts_ms": chrono::Utc::now().timestamp_millis()}),
-            )];
-            match rt.writer.commit(producer, Vec::new(), beat).await {
+                &serde_json::json!({"ts_ms": chrono::Utc::now().timestamp_millis()}),
+            );
+            match producer.write_if_idle(vec![beat], INTERVAL).await {
                 Ok(_) => {}
-                Err(CommitError::Produce(ProduceError::Fenced(id))) => {
+                Err(ProduceError::Fenced(id)) => {
                     tracing::error!(source = rt.name(), transactional_id = %id,
                         "Another instance with the same configuration took over this source; stopping.");
                     if let Ok(mut f) = stopped.lock() {
@@ -116,7 +115,7 @@ async fn heartbeat(
                     shutdown.cancel();
                     return;
                 }
-                Err(CommitError::Produce(error @ ProduceError::Fatal(_))) => {
+                Err(error @ ProduceError::Fatal(_)) => {
                     tracing::error!(source = rt.name(), role, %error, "Kafka producer failed for good; stopping.");
                     if let Ok(mut f) = stopped.lock() {
                         f.get_or_insert(AppError::Producer { source_name: rt.name().to_owned(), error });

@@ -27,6 +27,13 @@ async fn a_second_instance_fences_the_first_and_nothing_is_committed_twice() {
 
     let mut first = common::Bridge::start(&["run", "--config", &config1]);
     common::wait_ready(&format!("http://127.0.0.1:{a1}")).await;
+    // The service URL listens once the first's producers hold their transactional ids; a second started
+    // before that could be fenced by the first instead (a broker that just started is slow to answer).
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while tokio::net::TcpStream::connect(("127.0.0.1", w1)).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the first instance's service URL never listened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut second = common::Bridge::start(&["run", "--config", &config2]);
     common::wait_ready(&format!("http://127.0.0.1:{a2}")).await;

@@ -13,7 +13,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -83,10 +83,17 @@ pub struct TxProducer {
     /// At least one; several only in exactly-once mode.
     lanes: Vec<Lane>,
     source: String,
-    /// Transactions are strictly sequential; holds the lane the next one uses.
-    gate: Mutex<usize>,
+    /// Transactions are strictly sequential; held for the whole of each.
+    gate: Mutex<Turn>,
     /// Set once a lane is fenced or failed for good: the other lanes must not write on either.
     broken: OnceLock<ProduceError>,
+}
+
+/// What the gate guards: the lane the next write uses, and when a write last succeeded.
+#[derive(Default)]
+struct Turn {
+    next: usize,
+    last_ok: Option<Instant>,
 }
 
 /// One librdkafka producer and its transactional id (`None` in at-least-once mode).
@@ -140,35 +147,49 @@ impl TxProducer {
         source: &str,
         role: &str,
     ) -> Result<Self, ProduceError> {
-        let mut lanes = Vec::new();
-        for (lane, id) in lane_ids(transactional_id.as_deref()).into_iter().enumerate() {
+        // All at once: initialising a transactional id can wait seconds for its coordinator (a broker that
+        // just started), and the role is held only once every lane is.
+        let lanes = lane_ids(transactional_id.as_deref()).into_iter().enumerate().map(|(lane, id)| {
             // Every lane reports queue gauges under the same labels; only the first does, so they stay true.
-            lanes.push(Lane::connect(settings, id, source, role, lane == 0).await?);
-        }
-        Ok(Self { lanes, source: source.to_owned(), gate: Mutex::new(0), broken: OnceLock::new() })
-    }
-
-    pub fn is_transactional(&self) -> bool {
-        self.lanes.iter().any(|l| l.transactional_id.is_some())
-    }
-
-    /// How many producers take turns; an idle-fencing check writes this many times to reach each one.
-    pub fn lanes(&self) -> usize {
-        self.lanes.len()
+            Lane::connect(settings, id, source, role, lane == 0)
+        });
+        let lanes = futures::future::try_join_all(lanes).await?;
+        Ok(Self { lanes, source: source.to_owned(), gate: Mutex::default(), broken: OnceLock::new() })
     }
 
     /// Writes `records` atomically (exactly-once) or reliably (at-least-once). Returns only after Kafka
     /// has acknowledged every record, so callers may then acknowledge upstream.
     pub async fn write(&self, records: Vec<OutRecord>) -> Result<(), ProduceError> {
-        let mut next = self.gate.lock().await;
+        let mut turn = self.gate.lock().await;
+        self.write_turn(&mut turn, records).await
+    }
+
+    /// Writes `records` only when no write succeeded in the last `idle` (returns whether it wrote): a
+    /// producer learns of a takeover when it next writes, which a busy one does soon anyway. A producer
+    /// already fenced or failed reports so.
+    pub async fn write_if_idle(&self, records: Vec<OutRecord>, idle: Duration) -> Result<bool, ProduceError> {
+        let mut turn = self.gate.lock().await;
+        if self.broken.get().is_none() && turn.last_ok.is_some_and(|t| t.elapsed() < idle) {
+            return Ok(false);
+        }
+        self.write_turn(&mut turn, records).await.map(|()| true)
+    }
+
+    async fn write_turn(&self, turn: &mut Turn, records: Vec<OutRecord>) -> Result<(), ProduceError> {
         if let Some(broken) = self.broken.get() {
             return Err(broken.clone());
         }
-        let Some(lane) = self.lanes.get(*next) else { return Err(ProduceError::Join) };
-        *next = (*next + 1) % self.lanes.len();
+        // `next` stays below the number of lanes, and there is always one.
+        let Some(lane) = self.lanes.get(turn.next) else { return Err(ProduceError::Join) };
+        turn.next = (turn.next + 1) % self.lanes.len();
         let result = lane.write(records).await;
-        if let Err(error @ (ProduceError::Fenced(_) | ProduceError::Fatal(_))) = &result {
-            let _ = self.broken.set(error.clone());
+        match &result {
+            Ok(()) => turn.last_ok = Some(Instant::now()),
+            // One fenced lane means another instance took the role: no lane may write on.
+            Err(error @ (ProduceError::Fenced(_) | ProduceError::Fatal(_))) => {
+                let _ = self.broken.set(error.clone());
+            }
+            Err(_) => {}
         }
         let outcome = if result.is_ok() { "committed" } else { "aborted" };
         if lane.transactional_id.is_some() {
@@ -181,13 +202,14 @@ impl TxProducer {
         result
     }
 
-    /// Flushes outstanding records on shutdown.
+    /// Flushes outstanding records on shutdown, every lane at once (each may wait up to 10 s).
     pub async fn flush(&self) {
-        for lane in &self.lanes {
+        let flushes = self.lanes.iter().map(|lane| {
             let p = lane.producer.clone();
-            if let Ok(Err(error)) =
-                tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(10))).await
-            {
+            tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(10)))
+        });
+        for flushed in futures::future::join_all(flushes).await {
+            if let Ok(Err(error)) = flushed {
                 tracing::warn!(%error, "Flushing the Kafka producer failed.");
             }
         }

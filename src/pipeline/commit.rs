@@ -57,15 +57,18 @@ impl Writer {
         let mut guard = self.guard.lock().await;
         let mut batch = Batch::new(events.len() + state.len());
         let group = batch.add(&self.encoder, &guard, events)?;
-        for (key, value) in state {
-            batch.out.push(OutRecord {
-                topic: self.state_topic.clone(),
-                key: key.into_bytes(),
-                value: Some(value.to_string().into_bytes()),
-            });
-        }
+        batch.out.extend(state.into_iter().map(|(key, value)| self.state_record(key, &value)));
         batch.write(self, producer, &mut guard).await?;
         Ok(group)
+    }
+
+    /// A record of the state topic (cursors, heartbeats): `key` → JSON.
+    pub fn state_record(&self, key: String, value: &serde_json::Value) -> OutRecord {
+        OutRecord {
+            topic: self.state_topic.clone(),
+            key: key.into_bytes(),
+            value: Some(value.to_string().into_bytes()),
+        }
     }
 
     /// Commits several independent `groups` (concurrent webhook deliveries) in one producer call, so one
