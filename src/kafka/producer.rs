@@ -75,6 +75,8 @@ impl ClientContext for StatsContext {
 
 /// Where a record's delivery report goes: the write that sent it.
 type Delivery = oneshot::Sender<Result<(), KafkaError>>;
+/// How the write learns of it.
+type Report = oneshot::Receiver<Result<(), KafkaError>>;
 
 impl ProducerContext for StatsContext {
     type DeliveryOpaque = Box<Delivery>;
@@ -88,8 +90,9 @@ impl ProducerContext for StatsContext {
 /// A librdkafka producer served by its own poll thread, which ends once this is dropped.
 ///
 /// Why not rdkafka's `ThreadedProducer`/`FutureProducer`: their thread polls in 100 ms calls whose last
-/// sub-millisecond remainder is truncated to a zero timeout and spun through (rdkafka 0.39 `Timeout::as_millis`),
-/// about 0.8 ms of busy CPU per 100 ms per producer even when idle, and a role has several producers.
+/// sub-millisecond remainder is truncated to a zero timeout and spun through (rdkafka 0.39
+/// `Timeout::as_millis`), about 0.8 ms of busy CPU per 100 ms per producer even when idle, and a role has
+/// several producers.
 struct Polled {
     producer: Arc<BaseProducer<StatsContext>>,
     stop: Arc<AtomicBool>,
@@ -115,6 +118,19 @@ impl Polled {
             })
             .map_err(|e| ProduceError::Create(KafkaError::ClientCreation(e.to_string())))?;
         Ok(Self { producer, stop })
+    }
+
+    /// The producer, for a blocking call on another thread.
+    fn shared(&self) -> Arc<BaseProducer<StatsContext>> {
+        self.producer.clone()
+    }
+}
+
+impl std::ops::Deref for Polled {
+    type Target = BaseProducer<StatsContext>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.producer
     }
 }
 
@@ -258,7 +274,7 @@ impl TxProducer {
     /// Flushes outstanding records on shutdown, every lane at once (each may wait up to 10 s).
     pub async fn flush(&self) {
         let flushes = self.lanes.iter().map(|lane| {
-            let p = lane.producer.producer.clone();
+            let p = lane.producer.shared();
             tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(10)))
         });
         for flushed in futures::future::join_all(flushes).await {
@@ -296,7 +312,7 @@ impl Lane {
         let producer = cfg.create_with_context(context).map_err(ProduceError::Create)?;
         let this = Self { producer: Polled::start(producer)?, transactional_id };
         if this.transactional_id.is_some() {
-            let p = this.producer.producer.clone();
+            let p = this.producer.shared();
             tokio::task::spawn_blocking(move || p.init_transactions(TXN_TIMEOUT))
                 .await
                 .map_err(|_| ProduceError::Join)?
@@ -311,7 +327,7 @@ impl Lane {
 
     async fn write(&self, records: Vec<OutRecord>) -> Result<(), ProduceError> {
         if self.is_transactional() {
-            self.producer.producer.begin_transaction().map_err(|e| self.classify(e))?;
+            self.producer.begin_transaction().map_err(|e| self.classify(e))?;
         }
         let pending = match self.send_all(&records).await {
             Ok(pending) => pending,
@@ -330,7 +346,7 @@ impl Lane {
             return Err(self.classify(e));
         }
         if self.is_transactional() {
-            let p = self.producer.producer.clone();
+            let p = self.producer.shared();
             let committed = tokio::task::spawn_blocking(move || {
                 settle(&p);
                 p.commit_transaction(TXN_TIMEOUT)
@@ -347,7 +363,7 @@ impl Lane {
         Ok(())
     }
 
-    async fn delivered(pending: Vec<oneshot::Receiver<Result<(), KafkaError>>>) -> Result<(), KafkaError> {
+    async fn delivered(pending: Vec<Report>) -> Result<(), KafkaError> {
         for report in pending {
             // A dropped sender means librdkafka destroyed the message without a report.
             report.await.map_err(|_| KafkaError::Canceled)??;
@@ -356,10 +372,7 @@ impl Lane {
     }
 
     /// Hands every record to librdkafka, waiting for room when its local queue is full.
-    async fn send_all(
-        &self,
-        records: &[OutRecord],
-    ) -> Result<Vec<oneshot::Receiver<Result<(), KafkaError>>>, KafkaError> {
+    async fn send_all(&self, records: &[OutRecord]) -> Result<Vec<Report>, KafkaError> {
         let mut pending = Vec::with_capacity(records.len());
         for r in records {
             let (tx, rx) = oneshot::channel();
@@ -370,7 +383,7 @@ impl Lane {
             }
             // A full local queue is backpressure: wait for room instead of dropping.
             loop {
-                match self.producer.producer.send(rec) {
+                match self.producer.send(rec) {
                     Ok(()) => break,
                     Err((
                         KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
@@ -392,7 +405,7 @@ impl Lane {
     /// too: retrying it would fail forever.
     fn classify(&self, e: KafkaError) -> ProduceError {
         use rdkafka::types::RDKafkaErrorCode as C;
-        let fatal = self.producer.producer.client().fatal_error();
+        let fatal = self.producer.client().fatal_error();
         let code = fatal.as_ref().map(|(code, _)| *code).or_else(|| e.rdkafka_error_code());
         match code {
             Some(C::Fenced | C::ProducerFenced | C::InvalidProducerEpoch) => {
@@ -406,7 +419,7 @@ impl Lane {
     }
 
     async fn abort(&self) {
-        let p = self.producer.producer.clone();
+        let p = self.producer.shared();
         match tokio::task::spawn_blocking(move || p.abort_transaction(TXN_TIMEOUT)).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(%error, "Aborting the Kafka transaction failed."),
