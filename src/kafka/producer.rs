@@ -12,6 +12,7 @@ use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::statistics::Statistics;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, oneshot};
@@ -86,14 +87,16 @@ impl ProducerContext for StatsContext {
     }
 }
 
-/// A librdkafka producer served by its own poll thread, which ends once every holder of the producer has
-/// dropped it (the thread holds it only weakly between calls).
+/// A librdkafka producer served by its own poll thread, which ends once this is dropped.
 ///
 /// Why not rdkafka's `ThreadedProducer`/`FutureProducer`: their thread polls in 100 ms calls whose last
 /// sub-millisecond remainder is truncated to a zero timeout and spun through (rdkafka 0.39
 /// `Timeout::as_millis`), about 0.8 ms of busy CPU per 100 ms per producer even when idle, and a role has
 /// several producers.
-struct Polled(Arc<BaseProducer<StatsContext>>);
+struct Polled {
+    producer: Arc<BaseProducer<StatsContext>>,
+    stop: Arc<AtomicBool>,
+}
 
 /// One poll call of the thread. The extra 20 µs puts librdkafka's whole-millisecond wait just past the
 /// deadline, so an idle call ends without spinning; a call woken by a delivery report spins at most for the
@@ -104,21 +107,22 @@ const POLL_CALL: Duration = Duration::from_micros(1_000_020);
 impl Polled {
     fn start(producer: BaseProducer<StatsContext>) -> Result<Self, ProduceError> {
         let producer = Arc::new(producer);
-        let weak = Arc::downgrade(&producer);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, halt) = (producer.clone(), stop.clone());
         std::thread::Builder::new()
             .name("kafka-poll".into())
             .spawn(move || {
-                while let Some(p) = weak.upgrade() {
+                while !halt.load(Ordering::Relaxed) {
                     p.poll(POLL_CALL);
                 }
             })
             .map_err(|e| ProduceError::Create(KafkaError::ClientCreation(e.to_string())))?;
-        Ok(Self(producer))
+        Ok(Self { producer, stop })
     }
 
     /// The producer, for a blocking call on another thread.
     fn shared(&self) -> Arc<BaseProducer<StatsContext>> {
-        self.0.clone()
+        self.producer.clone()
     }
 }
 
@@ -126,7 +130,13 @@ impl std::ops::Deref for Polled {
     type Target = BaseProducer<StatsContext>;
 
     fn deref(&self) -> &Self::Target {
-        &self.0
+        &self.producer
+    }
+}
+
+impl Drop for Polled {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
