@@ -8,18 +8,20 @@
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::writer::datum::GenericDatumWriter;
 use libfuzzer_sys::fuzz_target;
-use serde_json::{Map, Value};
 use zoho_desk_cdc::avro::{convert, direct, schemas};
+use zoho_desk_cdc::change::Record;
 use zoho_desk_cdc::zoho::module::Module;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, json)) = data.split_first() else { return };
-    let Ok(record) = serde_json::from_slice::<Map<String, Value>>(json) else { return };
+    let Ok(text) = std::str::from_utf8(json) else { return };
+    let Ok(record) = Record::parse(text) else { return };
     let modules: Vec<Module> = Module::all().collect();
     let module = modules[pick as usize % modules.len()];
     let s = schemas::for_module(module).expect("the built-in schemas parse");
     let mut bytes = Vec::new();
-    let written = direct::write_record(&s.record, &record, &mut bytes);
+    let plan = direct::Plan::new(&s.record).expect("every shipped schema is written directly");
+    let written = direct::write_record(&plan, &record, &mut bytes);
     match convert::record_to_avro(&s.record, &record) {
         Ok(avro) => {
             let writer = GenericDatumWriter::builder(&s.record).build().expect("writer for the record schema");

@@ -4,10 +4,12 @@
 //! parsed, scalars are stringified for string fields); anything that does not fit, and every field the
 //! schema does not know, is kept in `extra` as JSON text. Never panics on odd input.
 
+use crate::change::record::{Json, Kind, ObjectWriter, Record};
 use apache_avro::Schema;
 use apache_avro::schema::RecordSchema;
 use apache_avro::types::Value as Avro;
-use serde_json::{Map, Value as Json};
+use serde_json::{Map, Value as JsonValue};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
@@ -16,8 +18,6 @@ pub enum ConvertError {
     NotARecord(String),
     #[error("record has no usable `id`")]
     MissingId,
-    #[error("the record's unknown fields cannot be written as JSON: {0}")]
-    Extra(String),
 }
 
 fn null() -> Avro {
@@ -29,48 +29,45 @@ fn some(v: Avro) -> Avro {
 }
 
 /// Converts one record. `record` must be the module's record schema.
-///
-/// Reads the record by reference (only the values that go into Avro are copied): this runs once per record
-/// of every load, so a clone of the whole map per record would dominate the snapshot's cost.
-pub fn record_to_avro(schema: &Schema, record: &Map<String, Json>) -> Result<Avro, ConvertError> {
+pub fn record_to_avro(schema: &Schema, record: &Record) -> Result<Avro, ConvertError> {
     let Schema::Record(RecordSchema { fields, name, lookup, .. }) = schema else {
         return Err(ConvertError::NotARecord(format!("{schema:?}")));
     };
     // What goes to `extra`: unknown fields, values that fit no typed field, and non-string custom fields.
-    // Sorted by key like a `serde_json::Map`, so `extra` reads the same as before.
-    let mut rest = unknown_fields(lookup, record);
+    let mut rest: BTreeMap<&str, Rest<'_>> = record
+        .fields()
+        .filter(|(k, _)| is_unknown(k, |k| lookup.contains_key(k)))
+        .map(|(k, v)| (k, Rest::Json(v)))
+        .collect();
     let mut out = Vec::with_capacity(fields.len());
     for field in fields {
         let key = field.name.as_str();
         let value = match key {
-            "id" => match record.get("id") {
-                Some(Json::String(s)) => Avro::String(s.clone()),
-                Some(Json::Number(n)) => Avro::String(n.to_string()),
-                _ => return Err(ConvertError::MissingId),
-            },
+            "id" => Avro::String(record.id().ok_or(ConvertError::MissingId)?.into_owned()),
             "extra" => null(), // filled in last
-            "cf" => match record.get("cf") {
-                None | Some(Json::Null) => null(),
-                Some(Json::Object(cf)) => {
-                    let (map, leftovers) = split_cf(cf);
-                    if !leftovers.is_empty() {
-                        rest.insert("cf", Rest::Object(leftovers));
+            "cf" => match record.get("cf").filter(|v| !v.is_null()) {
+                None => null(),
+                Some(cf) => match split_cf(cf) {
+                    Some((map, leftovers)) => {
+                        if !leftovers.is_empty() {
+                            rest.insert("cf", Rest::Object(leftovers));
+                        }
+                        let map = map
+                            .into_iter()
+                            .map(|(k, v)| {
+                                (k.into_owned(), v.map_or_else(null, |v| some(Avro::String(v.into_owned()))))
+                            })
+                            .collect();
+                        some(Avro::Map(map))
                     }
-                    let map = map
-                        .into_iter()
-                        .map(|(k, v)| {
-                            (k.to_owned(), v.map_or_else(null, |v| some(Avro::String(v.to_owned()))))
-                        })
-                        .collect();
-                    some(Avro::Map(map))
-                }
-                Some(other) => {
-                    rest.insert("cf", Rest::Json(other));
-                    null()
-                }
+                    None => {
+                        rest.insert("cf", Rest::Json(cf));
+                        null()
+                    }
+                },
             },
-            _ => match record.get(key) {
-                None | Some(Json::Null) => null(),
+            _ => match record.get(key).filter(|v| !v.is_null()) {
+                None => null(),
                 Some(v) => match typed(&field.schema, v) {
                     Some(a) => some(a),
                     None => {
@@ -84,7 +81,7 @@ pub fn record_to_avro(schema: &Schema, record: &Map<String, Json>) -> Result<Avr
     }
     if !rest.is_empty() {
         if let Some(slot) = out.iter_mut().find(|(n, _)| n == "extra") {
-            slot.1 = some(Avro::String(extra_text(&rest)?));
+            slot.1 = some(Avro::String(extra_text(rest.iter().map(|(k, v)| (*k, v)))));
         } else {
             tracing::debug!(schema = %name, "Schema has no `extra` field; unknown fields are dropped.");
         }
@@ -92,60 +89,85 @@ pub fn record_to_avro(schema: &Schema, record: &Map<String, Json>) -> Result<Avr
     Ok(Avro::Record(out))
 }
 
-/// A value bound for `extra`: borrowed from the record, or the custom fields that were not strings.
-#[derive(serde::Serialize)]
-#[serde(untagged)]
+/// Whether a record's field goes to `extra` whatever its value: the schema does not know it, or it is
+/// `extra` itself (should Desk send one).
+pub(super) fn is_unknown(key: &str, known: impl Fn(&str) -> bool) -> bool {
+    key == "extra" || !known(key)
+}
+
+/// A value bound for `extra`: as Desk sent it, or the custom fields that were not strings.
 pub(super) enum Rest<'a> {
-    Json(&'a Json),
-    Object(BTreeMap<&'a str, &'a Json>),
+    Json(Json<'a>),
+    Object(Vec<RawEntry<'a>>),
 }
 
 /// A custom field bound for the `cf` map: its name and its value (`None` for null).
-pub(super) type CfEntry<'a> = (&'a str, Option<&'a str>);
+pub(super) type CfEntry<'a> = (Cow<'a, str>, Option<Cow<'a, str>>);
 
-/// Desk sends custom fields as strings or null: those go to the `cf` map; anything else to `extra`.
-pub(super) fn split_cf(cf: &Map<String, Json>) -> (Vec<CfEntry<'_>>, BTreeMap<&str, &Json>) {
-    let mut map = Vec::with_capacity(cf.len());
-    let mut leftovers = BTreeMap::new();
-    for (k, v) in cf {
+/// A field kept as Desk sent it.
+pub(super) type RawEntry<'a> = (Cow<'a, str>, Json<'a>);
+
+/// Desk sends custom fields as strings or null: those go to the `cf` map; anything else to `extra`. Both
+/// sorted by key, each key once (its last value). `None` when `cf` is not an object.
+pub(super) fn split_cf(cf: Json<'_>) -> Option<(Vec<CfEntry<'_>>, Vec<RawEntry<'_>>)> {
+    let entries = sorted_unique(cf.entries()?);
+    let mut map = Vec::with_capacity(entries.len());
+    let mut leftovers = Vec::new();
+    for (k, v) in entries {
+        match v.kind() {
+            Kind::Null => map.push((k, None)),
+            Kind::String => match v.as_str() {
+                Some(s) => map.push((k, Some(s))),
+                None => leftovers.push((k, v)),
+            },
+            _ => leftovers.push((k, v)),
+        }
+    }
+    Some((map, leftovers))
+}
+
+/// Sorted by key, each key once with its last value (as `serde_json::Map` reads an object).
+pub(super) fn sorted_unique<K: AsRef<str>, V>(mut entries: Vec<(K, V)>) -> Vec<(K, V)> {
+    // Stable: among equal keys the text order stays, so the last of a run is the last value.
+    entries.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+    let mut out: Vec<(K, V)> = Vec::with_capacity(entries.len());
+    for e in entries {
+        match out.last_mut() {
+            Some(last) if last.0.as_ref() == e.0.as_ref() => *last = e,
+            _ => out.push(e),
+        }
+    }
+    out
+}
+
+/// The text of `extra`: the fields that went nowhere else, as a JSON object in the order given (sorted by
+/// key), each value as Desk sent it.
+pub(super) fn extra_text<'a>(rest: impl IntoIterator<Item = (&'a str, &'a Rest<'a>)>) -> String {
+    let mut w = ObjectWriter::default();
+    for (k, v) in rest {
         match v {
-            Json::Null => map.push((k.as_str(), None)),
-            Json::String(s) => map.push((k.as_str(), Some(s.as_str()))),
-            other => {
-                leftovers.insert(k.as_str(), other);
+            Rest::Json(j) => w.field(k, j.raw()),
+            Rest::Object(entries) => {
+                let mut inner = ObjectWriter::default();
+                for (ik, iv) in entries {
+                    inner.field(ik, iv.raw());
+                }
+                w.field(k, &inner.finish());
             }
         }
     }
-    (map, leftovers)
-}
-
-/// The text of `extra`: the fields that went nowhere else, as a JSON object sorted by key.
-pub(super) fn extra_text(rest: &BTreeMap<&str, Rest<'_>>) -> Result<String, ConvertError> {
-    serde_json::to_string(rest).map_err(|e| ConvertError::Extra(e.to_string()))
-}
-
-/// The fields of `record` the schema does not know (and `extra` itself, should Desk send one), bound for
-/// `extra`.
-pub(super) fn unknown_fields<'a>(
-    lookup: &std::collections::BTreeMap<String, usize>,
-    record: &'a Map<String, Json>,
-) -> BTreeMap<&'a str, Rest<'a>> {
-    record
-        .iter()
-        .filter(|(k, _)| k.as_str() == "extra" || !lookup.contains_key(k.as_str()))
-        .map(|(k, v)| (k.as_str(), Rest::Json(v)))
-        .collect()
+    w.finish()
 }
 
 /// How a JSON value fits a typed field: the one decision both writers (Avro values here, bytes in
 /// [`super::direct`]) take, so they cannot disagree.
 pub(super) enum Fit<'a> {
-    Str(std::borrow::Cow<'a, str>),
+    Str(Cow<'a, str>),
     Long(i64),
     Double(f64),
     Bool(bool),
     /// An array whose items are all strings.
-    Strings(&'a [Json]),
+    Strings(Vec<Cow<'a, str>>),
 }
 
 /// The non-null branch of a `["null", T]` field (or `T` itself).
@@ -157,40 +179,44 @@ pub(super) fn non_null(field_schema: &Schema) -> Option<&Schema> {
 }
 
 /// `v` read as the field's type; `None` when it does not fit (it then goes to `extra`).
-pub(super) fn fit<'a>(field_schema: &Schema, v: &'a Json) -> Option<Fit<'a>> {
-    use std::borrow::Cow;
-    match (non_null(field_schema)?, v) {
-        (Schema::String, Json::String(s)) => Some(Fit::Str(Cow::Borrowed(s))),
-        (Schema::String, Json::Number(n)) => Some(Fit::Str(Cow::Owned(n.to_string()))),
-        (Schema::String, Json::Bool(b)) => Some(Fit::Str(Cow::Borrowed(if *b { "true" } else { "false" }))),
-        (Schema::Long, Json::Number(n)) => n.as_i64().map(Fit::Long),
-        (Schema::Long, Json::String(s)) => canonical_i64(s).map(Fit::Long),
-        (Schema::Double, Json::Number(n)) => n.as_f64().map(Fit::Double),
-        (Schema::Double, Json::String(s)) => s.parse::<f64>().ok().filter(|f| f.is_finite()).map(Fit::Double),
-        (Schema::Boolean, Json::Bool(b)) => Some(Fit::Bool(*b)),
-        (Schema::Boolean, Json::String(s)) => match s.as_str() {
+pub(super) fn fit<'a>(field_schema: &Schema, v: Json<'a>) -> Option<Fit<'a>> {
+    match (non_null(field_schema)?, v.kind()) {
+        (Schema::String, Kind::String) => v.as_str().map(Fit::Str),
+        (Schema::String, Kind::Number) => v.as_number().map(|n| Fit::Str(Cow::Owned(n.to_string()))),
+        (Schema::String, Kind::Bool) => {
+            v.as_bool().map(|b| Fit::Str(Cow::Borrowed(if b { "true" } else { "false" })))
+        }
+        (Schema::Long, Kind::Number) => v.as_number()?.as_i64().map(Fit::Long),
+        (Schema::Long, Kind::String) => canonical_i64(&v.as_str()?).map(Fit::Long),
+        (Schema::Double, Kind::Number) => v.as_number()?.as_f64().map(Fit::Double),
+        (Schema::Double, Kind::String) => {
+            v.as_str()?.parse::<f64>().ok().filter(|f| f.is_finite()).map(Fit::Double)
+        }
+        (Schema::Boolean, Kind::Bool) => v.as_bool().map(Fit::Bool),
+        (Schema::Boolean, Kind::String) => match v.as_str()?.as_ref() {
             "true" => Some(Fit::Bool(true)),
             "false" => Some(Fit::Bool(false)),
             _ => None,
         },
-        (Schema::Array(items), Json::Array(values))
-            if matches!(*items.items, Schema::String) && values.iter().all(Json::is_string) =>
-        {
-            Some(Fit::Strings(values))
-        }
+        (Schema::Array(items), Kind::Array) if matches!(*items.items, Schema::String) => v
+            .items()?
+            .into_iter()
+            .map(|item| if item.kind() == Kind::String { item.as_str() } else { None })
+            .collect::<Option<Vec<_>>>()
+            .map(Fit::Strings),
         _ => None,
     }
 }
 
-fn typed(field_schema: &Schema, v: &Json) -> Option<Avro> {
+fn typed(field_schema: &Schema, v: Json<'_>) -> Option<Avro> {
     Some(match fit(field_schema, v)? {
         Fit::Str(s) => Avro::String(s.into_owned()),
         Fit::Long(n) => Avro::Long(n),
         Fit::Double(f) => Avro::Double(f),
         Fit::Bool(b) => Avro::Boolean(b),
-        Fit::Strings(values) => Avro::Array(
-            values.iter().map(|x| Avro::String(x.as_str().unwrap_or_default().to_owned())).collect(),
-        ),
+        Fit::Strings(values) => {
+            Avro::Array(values.into_iter().map(|x| Avro::String(x.into_owned())).collect())
+        }
     })
 }
 
@@ -200,7 +226,7 @@ fn canonical_i64(s: &str) -> Option<i64> {
 }
 
 /// The inverse, for consumers and tests: typed fields, `cf` and `extra` merged back into Desk's JSON.
-pub fn avro_to_json(value: &Avro) -> Option<Map<String, Json>> {
+pub fn avro_to_json(value: &Avro) -> Option<Map<String, JsonValue>> {
     let Avro::Record(fields) = value else { return None };
     let mut out = Map::new();
     let mut extra = None;
@@ -211,7 +237,7 @@ pub fn avro_to_json(value: &Avro) -> Option<Map<String, Json>> {
         };
         if name == "extra" {
             if let Avro::String(s) = v {
-                extra = serde_json::from_str::<Map<String, Json>>(s).ok();
+                extra = serde_json::from_str::<Map<String, JsonValue>>(s).ok();
             }
             continue;
         }
@@ -222,7 +248,7 @@ pub fn avro_to_json(value: &Avro) -> Option<Map<String, Json>> {
     }
     for (k, v) in extra.unwrap_or_default() {
         match (out.get_mut(&k), v) {
-            (Some(Json::Object(typed)), Json::Object(more)) => typed.extend(more),
+            (Some(JsonValue::Object(typed)), JsonValue::Object(more)) => typed.extend(more),
             (_, v) => {
                 out.insert(k, v);
             }
@@ -231,21 +257,21 @@ pub fn avro_to_json(value: &Avro) -> Option<Map<String, Json>> {
     Some(out)
 }
 
-fn plain_json(v: &Avro) -> Json {
+fn plain_json(v: &Avro) -> JsonValue {
     match v {
-        Avro::Null => Json::Null,
-        Avro::Boolean(b) => Json::Bool(*b),
-        Avro::Long(n) => Json::from(*n),
-        Avro::Int(n) => Json::from(*n),
-        Avro::Double(f) => serde_json::Number::from_f64(*f).map(Json::Number).unwrap_or(Json::Null),
-        Avro::String(s) => Json::String(s.clone()),
+        Avro::Null => JsonValue::Null,
+        Avro::Boolean(b) => JsonValue::Bool(*b),
+        Avro::Long(n) => JsonValue::from(*n),
+        Avro::Int(n) => JsonValue::from(*n),
+        Avro::Double(f) => serde_json::Number::from_f64(*f).map(JsonValue::Number).unwrap_or(JsonValue::Null),
+        Avro::String(s) => JsonValue::String(s.clone()),
         Avro::Union(_, inner) => plain_json(inner),
-        Avro::Array(items) => Json::Array(items.iter().map(plain_json).collect()),
-        Avro::Map(m) => Json::Object(m.iter().map(|(k, v)| (k.clone(), plain_json(v))).collect()),
+        Avro::Array(items) => JsonValue::Array(items.iter().map(plain_json).collect()),
+        Avro::Map(m) => JsonValue::Object(m.iter().map(|(k, v)| (k.clone(), plain_json(v))).collect()),
         Avro::Record(fields) => {
-            Json::Object(fields.iter().map(|(k, v)| (k.clone(), plain_json(v))).collect())
+            JsonValue::Object(fields.iter().map(|(k, v)| (k.clone(), plain_json(v))).collect())
         }
-        _ => Json::Null,
+        _ => JsonValue::Null,
     }
 }
 
@@ -255,11 +281,11 @@ mod tests {
     use super::*;
     use crate::avro::schemas;
     use crate::zoho::module::Module;
-    use serde_json::json;
+    use serde_json::{Value as Json, json};
 
     fn round_trip(input: Json) -> Map<String, Json> {
         let s = schemas::for_module(Module::Tickets).unwrap();
-        let v = record_to_avro(&s.record, input.as_object().unwrap()).unwrap();
+        let v = record_to_avro(&s.record, &Record::parse(&input.to_string()).unwrap()).unwrap();
         // Must also be encodable against the schema.
         assert!(v.validate(&s.record), "{v:?}");
         avro_to_json(&v).unwrap()
@@ -291,6 +317,6 @@ mod tests {
             assert!(out.contains_key("id"), "{odd}");
         }
         let s = schemas::for_module(Module::Tickets).unwrap();
-        assert!(record_to_avro(&s.record, json!({"subject": "no id"}).as_object().unwrap()).is_err());
+        assert!(record_to_avro(&s.record, &Record::parse(r#"{"subject": "no id"}"#).unwrap()).is_err());
     }
 }

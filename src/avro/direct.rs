@@ -9,24 +9,37 @@
 //! tests decode these bytes with it and compare them with [`convert::record_to_avro`].
 
 use super::convert::{self, ConvertError, Fit, Rest};
+use crate::change::record::{Json, Record};
 use apache_avro::Schema;
-use apache_avro::schema::RecordSchema;
-use serde_json::{Map, Value as Json};
+use apache_avro::schema::{RecordField, RecordSchema};
+use std::collections::HashMap;
 
-/// Whether [`write_record`] can write records of `schema` (checked once per module).
-pub fn supports(schema: &Schema) -> bool {
-    let Schema::Record(RecordSchema { fields, .. }) = schema else { return false };
-    let last_is_extra = fields.last().is_some_and(|f| f.name == "extra");
-    last_is_extra
-        && fields.iter().all(|f| match f.name.as_str() {
-            "id" => matches!(f.schema, Schema::String),
-            "extra" => is_nullable(&f.schema, |s| matches!(s, Schema::String)),
-            "cf" => is_nullable(&f.schema, |s| matches!(s, Schema::Map(_))),
-            _ => is_nullable(&f.schema, |s| {
-                matches!(s, Schema::String | Schema::Long | Schema::Double | Schema::Boolean)
-                    || matches!(s, Schema::Array(a) if matches!(*a.items, Schema::String))
-            }),
-        })
+/// What [`write_record`] needs of a record schema, prepared once per module: its fields in order, and where
+/// each name is among them (a fast hash: it is asked once per field of every record).
+#[derive(Debug)]
+pub struct Plan<'s> {
+    fields: &'s [RecordField],
+    index: HashMap<&'s str, usize, foldhash::fast::FixedState>,
+}
+
+impl<'s> Plan<'s> {
+    /// The plan for `schema`, or `None` when [`write_record`] cannot write its records.
+    pub fn new(schema: &'s Schema) -> Option<Self> {
+        let Schema::Record(RecordSchema { fields, .. }) = schema else { return None };
+        let last_is_extra = fields.last().is_some_and(|f| f.name == "extra");
+        let supported = last_is_extra
+            && fields.iter().all(|f| match f.name.as_str() {
+                "id" => matches!(f.schema, Schema::String),
+                "extra" => is_nullable(&f.schema, |s| matches!(s, Schema::String)),
+                "cf" => is_nullable(&f.schema, |s| matches!(s, Schema::Map(_))),
+                _ => is_nullable(&f.schema, |s| {
+                    matches!(s, Schema::String | Schema::Long | Schema::Double | Schema::Boolean)
+                        || matches!(s, Schema::Array(a) if matches!(*a.items, Schema::String))
+                }),
+            });
+        let index = fields.iter().enumerate().map(|(i, f)| (f.name.as_str(), i)).collect();
+        supported.then_some(Self { fields, index })
+    }
 }
 
 /// `["null", T]`, null first, with `T` accepted by `inner`.
@@ -37,62 +50,56 @@ fn is_nullable(schema: &Schema, inner: impl Fn(&Schema) -> bool) -> bool {
     }
 }
 
-/// Appends the Avro binary of `record` under `schema` (which [`supports`] accepted) to `out`.
-pub fn write_record(
-    schema: &Schema,
-    record: &Map<String, Json>,
-    out: &mut Vec<u8>,
-) -> Result<(), ConvertError> {
-    let Schema::Record(RecordSchema { fields, lookup, .. }) = schema else {
-        return Err(ConvertError::NotARecord(format!("{schema:?}")));
-    };
-    let mut rest = convert::unknown_fields(lookup, record);
-    for field in fields {
-        let key = field.name.as_str();
-        match key {
-            "id" => match record.get("id") {
-                Some(Json::String(s)) => string(out, s),
-                Some(Json::Number(n)) => string(out, &n.to_string()),
-                _ => return Err(ConvertError::MissingId),
-            },
+/// Appends the Avro binary of `record` under the plan's schema to `out`.
+pub fn write_record(plan: &Plan<'_>, record: &Record, out: &mut Vec<u8>) -> Result<(), ConvertError> {
+    // Each field's value (a repeated key keeps its last), in schema order; the rest is bound for `extra`.
+    let mut slots: Vec<Option<Json<'_>>> = vec![None; plan.fields.len()];
+    let mut rest: Vec<(&str, Rest<'_>)> = Vec::new();
+    for (key, value) in record.fields() {
+        match plan.index.get(key) {
+            // `extra` is written from the rest; a field Desk calls `extra` is part of that rest.
+            Some(&i) if key != "extra" => slots[i] = Some(value),
+            _ => rest.push((key, Rest::Json(value))),
+        }
+    }
+    for (field, slot) in plan.fields.iter().zip(slots) {
+        let value = slot.filter(|v| !v.is_null());
+        match field.name.as_str() {
+            // Read as the record reads it, so a repeated `id` counts as its last value there too.
+            "id" => string(out, &record.id().ok_or(ConvertError::MissingId)?),
             "extra" => {} // last: written below
-            "cf" => match record.get("cf") {
-                None | Some(Json::Null) => null(out),
-                Some(Json::Object(cf)) => {
-                    let (map, leftovers) = convert::split_cf(cf);
-                    if !leftovers.is_empty() {
-                        rest.insert("cf", Rest::Object(leftovers));
-                    }
-                    some(out);
-                    if !map.is_empty() {
-                        long(out, map.len() as i64);
-                        for (k, v) in map {
-                            string(out, k);
-                            match v {
-                                None => null(out),
-                                Some(v) => {
-                                    some(out);
-                                    string(out, v);
-                                }
+            "cf" => match value {
+                None => null(out),
+                Some(cf) => match convert::split_cf(cf) {
+                    Some((map, leftovers)) => {
+                        if !leftovers.is_empty() {
+                            rest.push(("cf", Rest::Object(leftovers)));
+                        }
+                        some(out);
+                        if !map.is_empty() {
+                            long(out, map.len() as i64);
+                            for (k, v) in map {
+                                string(out, &k);
+                                opt_string(out, v.as_deref());
                             }
                         }
+                        long(out, 0);
                     }
-                    long(out, 0);
-                }
-                Some(other) => {
-                    rest.insert("cf", Rest::Json(other));
-                    null(out);
-                }
+                    None => {
+                        rest.push(("cf", Rest::Json(cf)));
+                        null(out);
+                    }
+                },
             },
-            _ => match record.get(key) {
-                None | Some(Json::Null) => null(out),
+            key => match value {
+                None => null(out),
                 Some(v) => match convert::fit(&field.schema, v) {
                     Some(fit) => {
                         some(out);
                         typed(out, fit);
                     }
                     None => {
-                        rest.insert(key, Rest::Json(v));
+                        rest.push((key, Rest::Json(v)));
                         null(out);
                     }
                 },
@@ -102,8 +109,9 @@ pub fn write_record(
     if rest.is_empty() {
         null(out);
     } else {
+        let rest = convert::sorted_unique(rest);
         some(out);
-        string(out, &convert::extra_text(&rest)?);
+        string(out, &convert::extra_text(rest.iter().map(|(k, v)| (*k, v))));
     }
     Ok(())
 }
@@ -118,7 +126,7 @@ fn typed(out: &mut Vec<u8>, fit: Fit<'_>) {
             if !values.is_empty() {
                 long(out, values.len() as i64);
                 for v in values {
-                    string(out, v.as_str().unwrap_or_default());
+                    string(out, &v);
                 }
             }
             long(out, 0);
@@ -171,21 +179,21 @@ mod tests {
     use serde_json::json;
 
     /// The bytes decode, with apache-avro, to exactly what the `Value` path builds.
-    fn same_as_value_path(module: Module, input: &Json) {
+    fn same_as_value_path(module: Module, input: &serde_json::Value) {
         let s = schemas::for_module(module).unwrap();
-        let record = input.as_object().unwrap();
+        let record = Record::parse(&input.to_string()).unwrap();
         let mut bytes = Vec::new();
-        write_record(&s.record, record, &mut bytes).unwrap();
+        write_record(&Plan::new(&s.record).unwrap(), &record, &mut bytes).unwrap();
         let reader = apache_avro::reader::datum::GenericDatumReader::builder(&s.record).build().unwrap();
         let decoded = reader.read_value(&mut bytes.as_slice()).unwrap();
-        let expected = convert::record_to_avro(&s.record, record).unwrap();
+        let expected = convert::record_to_avro(&s.record, &record).unwrap();
         assert_eq!(decoded, expected, "{input}");
     }
 
     #[test]
     fn every_shipped_schema_is_supported() {
         for m in Module::all() {
-            assert!(supports(&schemas::for_module(m).unwrap().record), "{m}");
+            assert!(Plan::new(&schemas::for_module(m).unwrap().record).is_some(), "{m}");
         }
     }
 

@@ -5,12 +5,12 @@ use super::convert::{self, ConvertError};
 use super::direct;
 use super::registry::{RegistryClient, RegistryError};
 use super::schemas::{self, ModuleSchemas, SchemaError};
-use crate::change::ChangeEvent;
+use crate::change::{ChangeEvent, Record};
 use crate::zoho::module::Module;
 use apache_avro::types::Value as Avro;
 use apache_avro::writer::datum::GenericDatumWriter;
-use serde_json::Map;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
@@ -36,14 +36,14 @@ pub struct SourceInfo {
 /// A registered module: its schema ids, topic and Avro writers, built once (a writer resolves the schema's
 /// names when it is built).
 struct Prepared {
-    topic: String,
+    topic: Arc<str>,
     key_id: u32,
     value_id: u32,
     key: GenericDatumWriter<'static>,
     value: GenericDatumWriter<'static>,
     record: &'static apache_avro::Schema,
-    /// The record schema is one [`direct`] writes (every shipped schema is); else the `Value` path.
-    direct: bool,
+    /// How [`direct`] writes the record schema (every shipped schema has one); else the `Value` path.
+    plan: Option<direct::Plan<'static>>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -72,10 +72,10 @@ impl Encoder {
         Self { info, modules: HashMap::new() }
     }
 
-    pub fn topic(&self, module: Module) -> String {
+    pub fn topic(&self, module: Module) -> Arc<str> {
         match self.modules.get(&module) {
             Some(p) => p.topic.clone(),
-            None => topic_name(&self.info.topic_prefix, &self.info.org_id, module),
+            None => topic_name(&self.info.topic_prefix, &self.info.org_id, module).into(),
         }
     }
 
@@ -103,7 +103,7 @@ impl Encoder {
                 key,
                 value,
                 record: &schemas.record,
-                direct: direct::supports(&schemas.record),
+                plan: direct::Plan::new(&schemas.record),
             },
         );
         Ok(())
@@ -111,7 +111,7 @@ impl Encoder {
 
     pub fn encode_key(&self, module: Module, id: &str) -> Result<Vec<u8>, EncodeError> {
         let p = self.modules.get(&module).ok_or(EncodeError::NotPrepared(module))?;
-        if p.direct {
+        if p.plan.is_some() {
             // The key schema is `{id: string}`: the datum is the string.
             let mut out = header(p.key_id, id.len() + 2);
             direct::string(&mut out, id);
@@ -127,21 +127,31 @@ impl Encoder {
 
     pub fn encode_value(&self, event: &ChangeEvent, ts_ms: i64) -> Result<Vec<u8>, EncodeError> {
         let p = self.modules.get(&event.module).ok_or(EncodeError::NotPrepared(event.module))?;
-        if p.direct { self.write_value(p, event, ts_ms) } else { self.build_value(p, event, ts_ms) }
+        match &p.plan {
+            Some(plan) => self.write_value(p, plan, event, ts_ms),
+            None => self.build_value(p, event, ts_ms),
+        }
     }
 
     /// The envelope written field by field, in the order of `envelope.avsc` and `source.avsc` (a test
     /// checks the bytes against [`Self::build_value`]).
-    fn write_value(&self, p: &Prepared, event: &ChangeEvent, ts_ms: i64) -> Result<Vec<u8>, EncodeError> {
+    fn write_value(
+        &self,
+        p: &Prepared,
+        plan: &direct::Plan<'_>,
+        event: &ChangeEvent,
+        ts_ms: i64,
+    ) -> Result<Vec<u8>, EncodeError> {
         let module = event.module;
-        let image_len = event.before.as_ref().map_or(0, Map::len) + event.after.as_ref().map_or(0, Map::len);
-        let mut out = header(p.value_id, 256 + image_len * 24);
+        let image_len = event.before.as_ref().map_or(0, Record::text_len)
+            + event.after.as_ref().map_or(0, Record::text_len);
+        let mut out = header(p.value_id, 256 + image_len);
         for image in [&event.before, &event.after] {
             match image {
                 None => direct::null(&mut out),
-                Some(map) => {
+                Some(record) => {
                     direct::some(&mut out);
-                    direct::write_record(p.record, map, &mut out).map_err(|source| EncodeError::Convert {
+                    direct::write_record(plan, record, &mut out).map_err(|source| EncodeError::Convert {
                         module,
                         id: event.id.clone(),
                         source,
@@ -169,10 +179,10 @@ impl Encoder {
     /// The envelope as an `apache_avro` value, validated and encoded against the schema.
     fn build_value(&self, p: &Prepared, event: &ChangeEvent, ts_ms: i64) -> Result<Vec<u8>, EncodeError> {
         let module = event.module;
-        let image = |r: &Option<serde_json::Map<String, serde_json::Value>>| -> Result<Avro, EncodeError> {
+        let image = |r: &Option<Record>| -> Result<Avro, EncodeError> {
             match r {
                 None => Ok(Avro::Union(0, Box::new(Avro::Null))),
-                Some(map) => convert::record_to_avro(p.record, map)
+                Some(record) => convert::record_to_avro(p.record, record)
                     .map(|v| Avro::Union(1, Box::new(v)))
                     .map_err(|source| EncodeError::Convert { module, id: event.id.clone(), source }),
             }
@@ -252,12 +262,11 @@ mod tests {
                 key: writer(&schemas.key),
                 value: writer(&schemas.value),
                 record: &schemas.record,
-                direct: true,
+                plan: direct::Plan::new(&schemas.record),
             };
             enc.modules.insert(m, prepared);
         }
-        let record = serde_json::json!({"id": "42", "subject": "s", "cf": {"cf_a": "b"}, "x": [1]});
-        let map = record.as_object().unwrap().clone();
+        let map = Record::parse(r#"{"id": "42", "subject": "s", "cf": {"cf_a": "b"}, "x": [1]}"#).unwrap();
         for m in Module::all() {
             for (op, before, after) in [
                 (Op::Read, None, Some(map.clone())),
@@ -276,7 +285,7 @@ mod tests {
                     position: Some("page 3".into()),
                 };
                 let p = &enc.modules[&m];
-                let direct = enc.write_value(p, &event, 5).unwrap();
+                let direct = enc.write_value(p, p.plan.as_ref().unwrap(), &event, 5).unwrap();
                 let built = enc.build_value(p, &event, 5).unwrap();
                 // Maps (cf) have one entry here, so the two encodings are byte for byte the same.
                 assert_eq!(direct, built, "{m} {op:?}");

@@ -12,10 +12,10 @@ use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::statistics::Statistics;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::sync::{Mutex, oneshot};
+use tokio::sync::{Mutex, Notify};
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -38,7 +38,7 @@ pub enum ProduceError {
 /// One record to write; `value: None` is a tombstone.
 #[derive(Debug, Clone)]
 pub struct OutRecord {
-    pub topic: String,
+    pub topic: Arc<str>,
     pub key: Vec<u8>,
     pub value: Option<Vec<u8>>,
 }
@@ -73,19 +73,64 @@ impl ClientContext for StatsContext {
     }
 }
 
-/// Where a record's delivery report goes: the write that sent it.
-type Delivery = oneshot::Sender<Result<(), KafkaError>>;
-/// How the write learns of it.
-type Report = oneshot::Receiver<Result<(), KafkaError>>;
-
 impl ProducerContext for StatsContext {
-    type DeliveryOpaque = Box<Delivery>;
+    type DeliveryOpaque = Arc<Acks>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, waiter: Box<Delivery>) {
-        // The write may have given up (an error elsewhere in its batch): nobody to tell.
-        let _ = waiter.send(result.as_ref().map(|_| ()).map_err(|(e, _)| e.clone()));
+    fn delivery(&self, result: &DeliveryResult<'_>, acks: Arc<Acks>) {
+        acks.report(result.as_ref().map(|_| ()).map_err(|(e, _)| e.clone()));
     }
 }
+
+/// The delivery reports of one write's records, counted down: one shared counter instead of a channel per
+/// record, and one wake-up for the whole write.
+pub struct Acks {
+    pending: AtomicUsize,
+    first_error: std::sync::Mutex<Option<KafkaError>>,
+    done: Notify,
+}
+
+impl Acks {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            pending: AtomicUsize::new(0),
+            first_error: std::sync::Mutex::default(),
+            done: Notify::new(),
+        })
+    }
+
+    fn report(&self, result: Result<(), KafkaError>) {
+        if let Err(e) = result {
+            if let Ok(mut first) = self.first_error.lock() {
+                first.get_or_insert(e);
+            }
+        }
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.done.notify_one();
+        }
+    }
+
+    /// Until every record sent is reported (librdkafka reports each exactly once, within
+    /// `message.timeout.ms`); the first failure, if any.
+    async fn all(&self) -> Result<(), KafkaError> {
+        let wait = async {
+            // `notify_one` leaves a permit when nobody waits yet, so the last report is never missed.
+            while self.pending.load(Ordering::Acquire) > 0 {
+                self.done.notified().await;
+            }
+        };
+        if tokio::time::timeout(REPORTS_MAX, wait).await.is_err() {
+            return Err(KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::MessageTimedOut));
+        }
+        match self.first_error.lock().map(|mut e| e.take()) {
+            Ok(Some(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A bound on waiting for delivery reports, past any `message.timeout.ms` the bridge sets: a report that
+/// never comes must fail the write, not hang it.
+const REPORTS_MAX: Duration = Duration::from_secs(120);
 
 /// A librdkafka producer served by its own poll thread, which ends once this is dropped.
 ///
@@ -329,17 +374,14 @@ impl Lane {
         if self.is_transactional() {
             self.producer.begin_transaction().map_err(|e| self.classify(e))?;
         }
-        let pending = match self.send_all(&records).await {
-            Ok(pending) => pending,
-            Err(e) => {
-                if self.is_transactional() {
-                    self.abort().await;
-                }
-                return Err(self.classify(e));
+        let acks = Acks::new();
+        if let Err(e) = self.send_all(&records, &acks).await {
+            if self.is_transactional() {
+                self.abort().await;
             }
-        };
-        let delivered = Self::delivered(pending).await;
-        if let Err(e) = delivered {
+            return Err(self.classify(e));
+        }
+        if let Err(e) = acks.all().await {
             if self.is_transactional() {
                 self.abort().await;
             }
@@ -363,21 +405,13 @@ impl Lane {
         Ok(())
     }
 
-    async fn delivered(pending: Vec<Report>) -> Result<(), KafkaError> {
-        for report in pending {
-            // A dropped sender means librdkafka destroyed the message without a report.
-            report.await.map_err(|_| KafkaError::Canceled)??;
-        }
-        Ok(())
-    }
-
-    /// Hands every record to librdkafka, waiting for room when its local queue is full.
-    async fn send_all(&self, records: &[OutRecord]) -> Result<Vec<Report>, KafkaError> {
-        let mut pending = Vec::with_capacity(records.len());
+    /// Hands every record to librdkafka, waiting for room when its local queue is full. Each one sent is
+    /// counted in `acks` before librdkafka can report it.
+    async fn send_all(&self, records: &[OutRecord], acks: &Arc<Acks>) -> Result<(), KafkaError> {
         for r in records {
-            let (tx, rx) = oneshot::channel();
-            let mut rec: BaseRecord<'_, [u8], [u8], Box<Delivery>> =
-                BaseRecord::with_opaque_to(&r.topic, Box::new(tx)).key(r.key.as_slice());
+            acks.pending.fetch_add(1, Ordering::AcqRel);
+            let mut rec: BaseRecord<'_, [u8], [u8], Arc<Acks>> =
+                BaseRecord::with_opaque_to(&r.topic, acks.clone()).key(r.key.as_slice());
             if let Some(v) = &r.value {
                 rec = rec.payload(v.as_slice());
             }
@@ -392,12 +426,15 @@ impl Lane {
                         rec = back;
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
-                    Err((e, _)) => return Err(e),
+                    Err((e, _)) => {
+                        // Never handed over: nothing will report it.
+                        acks.pending.fetch_sub(1, Ordering::AcqRel);
+                        return Err(e);
+                    }
                 }
             }
-            pending.push(rx);
         }
-        Ok(pending)
+        Ok(())
     }
 
     /// A fenced producer reports it as a fatal client error, whatever error the failed call returned

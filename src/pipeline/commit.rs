@@ -32,7 +32,7 @@ pub struct Committed {
 pub struct Writer {
     pub source: String,
     pub encoder: Encoder,
-    pub state_topic: String,
+    pub state_topic: std::sync::Arc<str>,
     pub guard: Mutex<OrderingGuard>,
 }
 
@@ -90,13 +90,14 @@ impl Writer {
 struct Batch {
     now: i64,
     out: Vec<OutRecord>,
-    admitted: Vec<ChangeEvent>,
+    /// With the version each carries.
+    admitted: Vec<(ChangeEvent, i64)>,
     /// (version, op) of every admitted event by key: within a batch the guard must also see earlier events
     /// of the same key, and a map keeps a whole page (or many grouped deliveries) linear.
     seen: Seen,
 }
 
-type Seen = HashMap<(Module, String), Vec<(i64, Op)>>;
+type Seen = HashMap<(Module, String), Vec<(i64, Op)>, foldhash::fast::RandomState>;
 
 impl Batch {
     fn new(capacity: usize) -> Self {
@@ -104,7 +105,7 @@ impl Batch {
             now: chrono::Utc::now().timestamp_millis(),
             out: Vec::with_capacity(capacity + 1),
             admitted: Vec::with_capacity(capacity),
-            seen: HashMap::with_capacity(capacity),
+            seen: Seen::with_capacity_and_hasher(capacity, Default::default()),
         }
     }
 
@@ -115,8 +116,8 @@ impl Batch {
         guard: &OrderingGuard,
         events: Vec<ChangeEvent>,
     ) -> Result<Committed, EncodeError> {
-        let mut admitted: Vec<ChangeEvent> = Vec::with_capacity(events.len());
-        let mut mine: Seen = HashMap::with_capacity(events.len());
+        let mut admitted: Vec<(ChangeEvent, i64)> = Vec::with_capacity(events.len());
+        let mut mine = Seen::with_capacity_and_hasher(events.len(), Default::default());
         let mut stale = 0;
         for mut e in events {
             let v = super::ordering::version_of(&e);
@@ -124,7 +125,7 @@ impl Batch {
             let newer = |(pv, op): &(i64, Op)| *pv > v || (*pv == v && *op == e.op);
             let superseded = self.seen.get(&key).is_some_and(|s| s.iter().any(newer))
                 || mine.get(&key).is_some_and(|s| s.iter().any(newer));
-            if superseded || !guard.admits(&e) {
+            if superseded || !guard.admits_version(&e, v) {
                 stale += 1;
                 continue;
             }
@@ -135,20 +136,18 @@ impl Batch {
                 e.snapshot = None;
             }
             mine.entry(key).or_default().push((v, e.op));
-            admitted.push(e);
+            admitted.push((e, v));
         }
         let mut out = Vec::with_capacity(admitted.len() + 1);
-        for e in &admitted {
-            let topic = encoder.topic(e.module);
-            let key = encoder.encode_key(e.module, &e.id)?;
-            out.push(OutRecord {
-                topic: topic.clone(),
-                key: key.clone(),
-                value: Some(encoder.encode_value(e, self.now)?),
-            });
+        for (e, _) in &admitted {
+            let (topic, key) = (encoder.topic(e.module), encoder.encode_key(e.module, &e.id)?);
+            let value = Some(encoder.encode_value(e, self.now)?);
             if e.op == Op::Delete {
+                out.push(OutRecord { topic: topic.clone(), key: key.clone(), value });
                 // The tombstone lets log compaction forget the record.
                 out.push(OutRecord { topic, key, value: None });
+            } else {
+                out.push(OutRecord { topic, key, value });
             }
         }
         let events = admitted.len();
@@ -171,10 +170,13 @@ impl Batch {
         }
         // Counted per (module, op) once per call: a labelled counter lookup per record costs more than the
         // rest of the bookkeeping.
-        let mut counts: HashMap<(Module, Op), u64> = HashMap::new();
-        for e in &self.admitted {
-            guard.committed(e);
-            *counts.entry((e.module, e.op)).or_default() += 1;
+        let mut counts: Vec<((Module, Op), u64)> = Vec::new();
+        for (e, v) in &self.admitted {
+            guard.committed_version(e, *v);
+            match counts.iter_mut().find(|(k, _)| *k == (e.module, e.op)) {
+                Some((_, n)) => *n += 1,
+                None => counts.push(((e.module, e.op), 1)),
+            }
         }
         for ((module, op), n) in counts {
             metrics::counter!(EVENTS_TOTAL, "source" => writer.source.clone(), "module" => module.name(), "op" => op.code())

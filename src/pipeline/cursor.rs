@@ -2,6 +2,11 @@
 //! follows, so a restart resumes exactly after the last committed page.
 
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// A record id as the cursor keeps it: shared, since the walk hands a copy of its cursor to the committer
+/// with every page and a cursor holds a thousand recent ids (serialised as a plain string).
+pub type Id = Arc<str>;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotCursor {
@@ -25,13 +30,13 @@ pub struct SnapshotCursor {
     /// The latest `createdTime` emitted and the ids emitted at exactly that time: when a window restarts at
     /// that time these are skipped, so ties across a window boundary are neither lost nor duplicated.
     pub last_ts_ms: Option<i64>,
-    pub ids_at_last_ts: Vec<String>,
+    pub ids_at_last_ts: Vec<Id>,
     /// Ids of the previous list page: a 1-based list asked from 0 repeats one record per page.
     #[serde(default)]
-    pub prev_page_ids: Vec<String>,
+    pub prev_page_ids: Vec<Id>,
     /// Ids of the latest rows emitted by the sorted walk (bounded), to drop re-reads.
     #[serde(default)]
-    pub recent_ids: Vec<String>,
+    pub recent_ids: Vec<Id>,
     pub records: u64,
     pub pages: u64,
     pub done: bool,

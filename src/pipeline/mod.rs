@@ -11,13 +11,13 @@ pub mod snapshot;
 pub mod source;
 pub mod stream;
 
-use serde_json::{Map, Value};
+use crate::change::Record;
 use std::future::Future;
 
 /// One page of Desk records.
 #[derive(Debug, Default)]
 pub struct Page {
-    pub records: Vec<Map<String, Value>>,
+    pub records: Vec<Record>,
     /// Total matches, when the endpoint reports it (search).
     pub count: Option<u64>,
 }

@@ -9,6 +9,7 @@
 use crate::change::{ChangeEvent, Op, record_time_ms};
 use crate::zoho::module::Module;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Seen {
@@ -16,10 +17,14 @@ struct Seen {
     deleted: bool,
 }
 
+/// Keys by id, per module: looked up by `&str` without building a key, and the id stored once (shared with
+/// the eviction order).
+type Ids = HashMap<Arc<str>, Seen, foldhash::fast::RandomState>;
+
 #[derive(Debug)]
 pub struct OrderingGuard {
-    seen: HashMap<(Module, String), Seen>,
-    order: VecDeque<(Module, String)>,
+    seen: HashMap<Module, Ids, foldhash::fast::RandomState>,
+    order: VecDeque<(Module, Arc<str>)>,
     capacity: usize,
     /// Deletes committed per module (count, and the event times of the latest ones): a deletion shifts
     /// later rows of an offset-paged list, so the snapshot re-reads from before it.
@@ -40,17 +45,25 @@ pub fn version_of(event: &ChangeEvent) -> i64 {
 impl OrderingGuard {
     pub fn new(capacity: usize) -> Self {
         Self {
-            seen: HashMap::new(),
+            seen: HashMap::default(),
             order: VecDeque::new(),
             capacity: capacity.max(1),
             deletes: HashMap::new(),
         }
     }
 
+    fn get(&self, module: Module, id: &str) -> Option<&Seen> {
+        self.seen.get(&module)?.get(id)
+    }
+
     /// Whether `event` is newer than what was committed for its key.
     pub fn admits(&self, event: &ChangeEvent) -> bool {
-        let Some(seen) = self.seen.get(&(event.module, event.id.clone())) else { return true };
-        let v = version_of(event);
+        self.admits_version(event, version_of(event))
+    }
+
+    /// [`Self::admits`] for an event whose [`version_of`] is known.
+    pub fn admits_version(&self, event: &ChangeEvent, v: i64) -> bool {
+        let Some(seen) = self.get(event.module, &event.id) else { return true };
         match event.op {
             // A snapshot read never overrides anything the stream committed at or after its version.
             Op::Read => v > seen.version,
@@ -70,6 +83,11 @@ impl OrderingGuard {
 
     /// Records a committed event.
     pub fn committed(&mut self, event: &ChangeEvent) {
+        self.committed_version(event, version_of(event));
+    }
+
+    /// [`Self::committed`] for an event whose [`version_of`] is known.
+    pub fn committed_version(&mut self, event: &ChangeEvent, v: i64) {
         if event.op == Op::Delete {
             let (count, recent) = self.deletes.entry(event.module).or_default();
             *count += 1;
@@ -78,23 +96,19 @@ impl OrderingGuard {
                 recent.pop_front();
             }
         }
-        let key = (event.module, event.id.clone());
-        let v = version_of(event);
         let entry = Seen { version: v, deleted: event.op == Op::Delete };
-        match self.seen.get_mut(&key) {
+        let ids = self.seen.entry(event.module).or_default();
+        match ids.get_mut(event.id.as_str()) {
             Some(s) => {
                 if v >= s.version || entry.deleted {
                     *s = Seen { version: v.max(s.version), deleted: entry.deleted };
                 }
             }
             None => {
-                self.seen.insert(key.clone(), entry);
-                self.order.push_back(key);
-                while self.order.len() > self.capacity {
-                    if let Some(old) = self.order.pop_front() {
-                        self.seen.remove(&old);
-                    }
-                }
+                let id: Arc<str> = Arc::from(event.id.as_str());
+                ids.insert(id.clone(), entry);
+                self.order.push_back((event.module, id));
+                self.evict();
             }
         }
     }
@@ -102,43 +116,53 @@ impl OrderingGuard {
     /// Marks keys as committed earlier (by another process), version unknown: every newer version is still
     /// admitted, but a snapshot re-read of them reports an update rather than a second `r`.
     pub fn remember<'a>(&mut self, module: Module, ids: impl Iterator<Item = &'a String>) {
+        let known = self.seen.entry(module).or_default();
         for id in ids {
-            let key = (module, id.clone());
-            if self.seen.contains_key(&key) {
+            if known.contains_key(id.as_str()) {
                 continue;
             }
-            self.seen.insert(key.clone(), Seen { version: i64::MIN, deleted: false });
-            self.order.push_back(key);
+            let id: Arc<str> = Arc::from(id.as_str());
+            known.insert(id.clone(), Seen { version: i64::MIN, deleted: false });
+            self.order.push_back((module, id));
         }
+        self.evict();
+    }
+
+    /// Forgets the oldest-inserted keys past the capacity.
+    fn evict(&mut self) {
         while self.order.len() > self.capacity {
-            if let Some(old) = self.order.pop_front() {
-                self.seen.remove(&old);
+            if let Some((module, id)) = self.order.pop_front() {
+                if let Some(ids) = self.seen.get_mut(&module) {
+                    ids.remove(&id);
+                }
             }
         }
     }
 
     /// Whether any version of the key was committed (and is still remembered).
     pub fn knows(&self, module: Module, id: &str) -> bool {
-        self.seen.contains_key(&(module, id.to_owned()))
+        self.get(module, id).is_some()
     }
 
     pub fn len(&self) -> usize {
-        self.seen.len()
+        self.order.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
+        self.order.is_empty()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::change::Record;
     use serde_json::json;
 
     fn ev(op: Op, modified: Option<&str>, ts: i64) -> ChangeEvent {
         let rec =
-            modified.map(|m| json!({"id": "1", "modifiedTime": m}).as_object().cloned().unwrap_or_default());
+            modified.map(|m| Record::from_map(json!({"id": "1", "modifiedTime": m}).as_object().unwrap()));
         ChangeEvent {
             module: Module::Tickets,
             id: "1".into(),

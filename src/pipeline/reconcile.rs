@@ -16,12 +16,11 @@ use super::deletions;
 use super::snapshot::{self, Sink, SnapshotError};
 use super::source::SourceRuntime;
 use super::{DeskFailure, DeskPages, Page};
-use crate::change::{ChangeEvent, Op, record_time_ms};
+use crate::change::{ChangeEvent, Op, Record, record_time_ms};
 use crate::kafka::table;
 use crate::metrics::RECONCILE_EVENTS_TOTAL;
 use crate::zoho::catalog::{self, OFFSET_CEILING, SEARCH_MAX_LIMIT, Walk};
 use crate::zoho::module::Module;
-use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -100,9 +99,10 @@ impl<D: DeskPages> DeskPages for Budgeted<'_, D> {
     }
 }
 
-/// FNV-1a of the record's JSON text: stable across processes and releases, unlike the std hasher.
-fn content_hash(record: &Map<String, Value>) -> u64 {
-    let text = serde_json::to_string(record).unwrap_or_default();
+/// FNV-1a of the record's JSON text (keys sorted): stable across processes and releases, unlike the std
+/// hasher. Re-listed modules are small, so the map it takes is cheap.
+fn content_hash(record: &Record) -> u64 {
+    let text = serde_json::to_string(&record.to_map()).unwrap_or_default();
     text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
@@ -308,7 +308,7 @@ async fn reconcile_module<D: DeskPages>(
     Ok(newest)
 }
 
-fn change(module: Module, id: &str, record: Map<String, Value>, version: i64) -> ChangeEvent {
+fn change(module: Module, id: &str, record: Record, version: i64) -> ChangeEvent {
     ChangeEvent {
         module,
         id: id.to_owned(),

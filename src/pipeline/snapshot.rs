@@ -8,15 +8,15 @@
 //! webhook events.
 
 use super::commit::{CommitError, Writer};
-use super::cursor::{Partition, SnapshotCursor};
+use super::cursor::{Id, Partition, SnapshotCursor};
 use super::progress::SourceProgress;
 use super::{DeskFailure, DeskPages, Page};
+use crate::change::Record;
 use crate::change::{ChangeEvent, Op, SnapshotMarker, record_time_ms};
 use crate::kafka::producer::TxProducer;
 use crate::metrics::{SNAPSHOT_COMPLETED, SNAPSHOT_RECORDS_TOTAL};
 use crate::zoho::catalog::{self, FIELD_MODULES, OFFSET_CEILING, SEARCH_MAX_LIMIT, Walk};
 use crate::zoho::module::Module;
-use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -48,17 +48,18 @@ pub fn iso(ms: i64) -> String {
         .to_string()
 }
 
-fn created_ms(r: &Map<String, Value>) -> Option<i64> {
-    r.get("createdTime").and_then(Value::as_str).and_then(crate::change::parse_desk_time)
+fn created_ms(r: &Record) -> Option<i64> {
+    r.get_str("createdTime").and_then(|t| crate::change::parse_desk_time(&t))
 }
 
 /// The record id, as Desk sends it (string or number).
-pub(super) fn id_of(r: &Map<String, Value>) -> Option<String> {
-    match r.get("id") {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        _ => None,
-    }
+pub(super) fn id_of(r: &Record) -> Option<String> {
+    r.id().map(std::borrow::Cow::into_owned)
+}
+
+/// The record id as the cursor keeps it.
+fn cursor_id(r: &Record) -> Option<Id> {
+    r.id().map(|id| Id::from(id.as_ref()))
 }
 
 /// How a source's Desk lists are read (from its config).
@@ -72,18 +73,22 @@ pub struct Listing<'a> {
 
 /// Runs (or resumes) one module's snapshot until it is done or `shutdown` fires. `last_module` marks the
 /// final record of the whole snapshot as `last`.
+///
+/// Desk is read ahead while Kafka commits: the walk hands each page (with the cursor after it) to the
+/// committer, which commits every page waiting at once, up to [`BATCH_RECORDS`], in one transaction with the
+/// cursor after the last. One transaction per page cost librdkafka more than the records themselves (a
+/// compression context per partition batch, the coordinator round trips), and waiting for the commit left
+/// Desk idle.
 pub async fn run_module<D: DeskPages>(
     desk: &D,
     sink: &Sink<'_>,
     module: Module,
-    mut cursor: SnapshotCursor,
+    cursor: SnapshotCursor,
     listing: &Listing<'_>,
     last_module: bool,
     shutdown: &CancellationToken,
 ) -> Result<SnapshotCursor, SnapshotError> {
-    let spec = catalog::spec(module);
     let name = module.name();
-    let Listing { list_from_base, split_fields } = *listing;
     sink.progress.update(name, |p| {
         p.phase = "snapshot".into();
         p.records = cursor.records;
@@ -97,73 +102,53 @@ pub async fn run_module<D: DeskPages>(
         records = cursor.records,
         "Snapshot of module starting."
     );
-    // Where recent pages started and when they were read, to re-read from before a late-reported delete.
-    let mut history: std::collections::VecDeque<(PageContext, u32, i64)> = std::collections::VecDeque::new();
-    while !cursor.done {
-        if shutdown.is_cancelled() {
-            return Ok(cursor);
-        }
-        // A Desk call may wait a long time (a quota pause until the daily reset): shutdown must not wait for
-        // it. Only the fetch is abandoned; a commit is never cut off half-way.
-        let step = async {
-            Ok::<_, SnapshotError>(match spec.walk {
-                Walk::Sorted | Walk::PerTicket => {
-                    // Child modules walk their parent tickets: ticket deletes shift that walk.
-                    let walked = if spec.walk == Walk::PerTicket { Module::Tickets } else { module };
-                    let (seq, new_deletes, earliest) =
-                        sink.writer.deletes_since(walked, cursor.deletes_seen).await;
-                    let ctx = PageContext::of(&cursor);
-                    history.retain(|(c, _, _)| *c == ctx);
-                    // A deletion moved every later row one offset down: read again from the first page read
-                    // after it (pages before it were not affected), and as many rows earlier as were deleted.
-                    let rewind_start = earliest
-                        .and_then(|t| history.iter().find(|(_, _, at)| *at >= t - DELETE_CLOCK_SLACK_MS))
-                        .map_or(cursor.from, |(_, start, _)| *start);
-                    let request_from =
-                        rewind_start.saturating_sub(u32::try_from(new_deletes).unwrap_or(u32::MAX));
-                    history.push_back((ctx, cursor.from, chrono::Utc::now().timestamp_millis()));
-                    if history.len() > 32 {
-                        history.pop_front();
-                    }
-                    // Deletes Desk has not reported yet shift rows too: once the module is seen deleting,
-                    // start a few rows early (re-read rows are dropped as recent ids).
-                    let margin = if seq > 0 { SHIFT_MARGIN } else { 0 };
-                    let request_from = request_from.min(cursor.from).saturating_sub(margin);
-                    if spec.walk == Walk::PerTicket {
-                        per_ticket_step(
-                            desk,
-                            module,
-                            &cursor,
-                            list_from_base,
-                            split_fields,
-                            request_from,
-                            seq,
-                        )
-                        .await?
-                    } else {
-                        sorted_step(desk, module, &cursor, list_from_base, split_fields, request_from, seq)
-                            .await?
-                    }
+    // The walk stops on shutdown or once the committer failed; the committer drains what was read either way.
+    let stop = shutdown.child_token();
+    let (pages, mut queue) = tokio::sync::mpsc::channel(READ_AHEAD_PAGES);
+    let walk = async {
+        let walked = walk(desk, sink, module, cursor.clone(), listing, &pages, &stop).await;
+        drop(pages);
+        walked
+    };
+    let commit = async {
+        let mut committed = cursor.clone();
+        let mut batch: Vec<(Page, SnapshotCursor)> = Vec::new();
+        while let Some(first) = queue.recv().await {
+            let mut records = first.0.records.len();
+            batch.push(first);
+            let until = tokio::time::Instant::now() + BATCH_LINGER;
+            while records < BATCH_RECORDS {
+                let Ok(Some(next)) = tokio::time::timeout_at(until, queue.recv()).await else { break };
+                records += next.0.records.len();
+                batch.push(next);
+            }
+            let pages_before = committed.pages;
+            match commit_pages(sink, module, std::mem::take(&mut batch), last_module).await {
+                Ok(Some(last)) => committed = last,
+                Ok(None) => {}
+                Err(error) => {
+                    stop.cancel();
+                    return Err(error);
                 }
-                Walk::List => list_step(desk, module, &cursor, list_from_base).await?,
-                Walk::FieldMetadata => fields_step(desk, module, &cursor).await?,
-                Walk::Whole => whole_step(desk, module, &cursor).await?,
-            })
-        };
-        let (page, next) = tokio::select! {
-            r = step => r?,
-            _ = shutdown.cancelled() => return Ok(cursor),
-        };
-        commit_page(sink, module, page, next.clone(), last_module).await?;
-        cursor = next;
-        if cursor.pages % PROGRESS_LOG_PAGES == 0 {
-            let (percent, eta_s) = sink
-                .progress
-                .get(name, |p| (p.percent.map(|x| x.round() as u64), p.eta_s))
-                .unwrap_or_default();
-            tracing::info!(source = sink.source, module = name, records = cursor.records, pages = cursor.pages,
-                percent = ?percent, eta_s = ?eta_s, "Snapshot progress.");
+            }
+            if pages_before / PROGRESS_LOG_PAGES != committed.pages / PROGRESS_LOG_PAGES {
+                let (percent, eta_s) = sink
+                    .progress
+                    .get(name, |p| (p.percent.map(|x| x.round() as u64), p.eta_s))
+                    .unwrap_or_default();
+                tracing::info!(source = sink.source, module = name, records = committed.records,
+                    pages = committed.pages, percent = ?percent, eta_s = ?eta_s, "Snapshot progress.");
+            }
         }
+        Ok(committed)
+    };
+    let (walked, committed) = tokio::join!(walk, commit);
+    // A failed commit is the first failure (the walk only stopped because of it); then a failed read, once
+    // the pages read before it are committed.
+    let cursor = committed?;
+    walked?;
+    if !cursor.done {
+        return Ok(cursor);
     }
     sink.progress.update(name, |p| {
         p.phase = "streaming".into();
@@ -179,6 +164,94 @@ pub async fn run_module<D: DeskPages>(
         "Snapshot of module committed."
     );
     Ok(cursor)
+}
+
+/// Pages read ahead of the commits (each at most a page body's worth of memory).
+const READ_AHEAD_PAGES: usize = 16;
+
+/// A transaction takes the pages read until it holds this many records, or [`BATCH_LINGER`] after its
+/// first page, whichever comes first.
+const BATCH_RECORDS: usize = 1_000;
+const BATCH_LINGER: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The walk: reads page after page from `cursor` and queues each with the cursor after it, until the module
+/// is done, `stop` fires or the committer is gone.
+async fn walk<D: DeskPages>(
+    desk: &D,
+    sink: &Sink<'_>,
+    module: Module,
+    mut cursor: SnapshotCursor,
+    listing: &Listing<'_>,
+    pages: &tokio::sync::mpsc::Sender<(Page, SnapshotCursor)>,
+    stop: &CancellationToken,
+) -> Result<(), SnapshotError> {
+    let spec = catalog::spec(module);
+    let Listing { list_from_base, split_fields } = *listing;
+    // Where recent pages started and when they were read, to re-read from before a late-reported delete.
+    let mut history: std::collections::VecDeque<(PageContext, u32, i64)> = std::collections::VecDeque::new();
+    while !cursor.done {
+        // Child modules walk their parent tickets: ticket deletes shift that walk.
+        let rewind = match spec.walk {
+            Walk::Sorted | Walk::PerTicket => {
+                let walked = if spec.walk == Walk::PerTicket { Module::Tickets } else { module };
+                Some(rewind_from(sink, walked, &cursor, &mut history).await)
+            }
+            _ => None,
+        };
+        // Each step takes the cursor and returns the next one (a cursor holds a thousand recent ids: cloning
+        // it per page cost more than the page's bookkeeping).
+        let taken = std::mem::take(&mut cursor);
+        // A Desk call may wait a long time (a quota pause until the daily reset): shutdown must not wait for
+        // it. Only the fetch is abandoned; a commit is never cut off half-way.
+        let step = async {
+            match (spec.walk, rewind) {
+                (Walk::PerTicket, Some((from, seq))) => {
+                    per_ticket_step(desk, module, taken, list_from_base, split_fields, from, seq).await
+                }
+                (_, Some((from, seq))) => {
+                    sorted_step(desk, module, taken, list_from_base, split_fields, from, seq).await
+                }
+                (Walk::List, _) => list_step(desk, module, taken, list_from_base).await,
+                (Walk::FieldMetadata, _) => fields_step(desk, module, taken).await,
+                (_, None) => whole_step(desk, module, taken).await,
+            }
+        };
+        let (page, next) = tokio::select! {
+            r = step => r?,
+            _ = stop.cancelled() => return Ok(()),
+        };
+        cursor = next;
+        if pages.send((page, cursor.clone())).await.is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Where the next page of a sorted walk starts, and the deletes sequence it has seen. A deletion moved every
+/// later row one offset down: the walk reads again from the first page read after it (pages before it were
+/// not affected), as many rows earlier as were deleted.
+async fn rewind_from(
+    sink: &Sink<'_>,
+    walked: Module,
+    cursor: &SnapshotCursor,
+    history: &mut std::collections::VecDeque<(PageContext, u32, i64)>,
+) -> (u32, u64) {
+    let (seq, new_deletes, earliest) = sink.writer.deletes_since(walked, cursor.deletes_seen).await;
+    let ctx = PageContext::of(cursor);
+    history.retain(|(c, _, _)| *c == ctx);
+    let rewind_start = earliest
+        .and_then(|t| history.iter().find(|(_, _, at)| *at >= t - DELETE_CLOCK_SLACK_MS))
+        .map_or(cursor.from, |(_, start, _)| *start);
+    let request_from = rewind_start.saturating_sub(u32::try_from(new_deletes).unwrap_or(u32::MAX));
+    history.push_back((ctx, cursor.from, chrono::Utc::now().timestamp_millis()));
+    if history.len() > 32 {
+        history.pop_front();
+    }
+    // Deletes Desk has not reported yet shift rows too: once the module is seen deleting, start a few rows
+    // early (re-read rows are dropped as recent ids).
+    let margin = if seq > 0 { SHIFT_MARGIN } else { 0 };
+    (request_from.min(cursor.from).saturating_sub(margin), seq)
 }
 
 async fn fetch<D: DeskPages>(
@@ -224,14 +297,14 @@ impl PageContext {
 }
 
 /// Remembers the newest `createdTime` emitted and the ids emitted at exactly that instant.
-fn track_created(cursor: &mut SnapshotCursor, records: &[Map<String, Value>]) {
+fn track_created(cursor: &mut SnapshotCursor, records: &[Record]) {
     for r in records {
         let ts = created_ms(r);
         if ts.is_some() && ts == cursor.last_ts_ms {
-            cursor.ids_at_last_ts.extend(id_of(r));
+            cursor.ids_at_last_ts.extend(cursor_id(r));
         } else if ts.is_some() {
             cursor.last_ts_ms = ts;
-            cursor.ids_at_last_ts = id_of(r).into_iter().collect();
+            cursor.ids_at_last_ts = cursor_id(r).into_iter().collect();
         }
     }
 }
@@ -271,12 +344,12 @@ async fn partitions<D: DeskPages>(
                 parts.push(filters);
                 continue;
             };
-            let values: std::collections::BTreeSet<&str> =
-                sample.iter().filter_map(|r| r.get(field.as_str()).and_then(Value::as_str)).collect();
+            let values: std::collections::BTreeSet<_> =
+                sample.iter().filter_map(|r| r.get_str(field.as_str())).collect();
             let mut subs = Vec::with_capacity(values.len());
             for v in values.into_iter().filter(|v| !v.contains(',')) {
                 let mut f = filters.clone();
-                f.push((field.clone(), v.to_owned()));
+                f.push((field.clone(), v.into_owned()));
                 let (c, rows) = count_part(desk, module, upper_ms, &f).await?;
                 subs.push((f, dim + 1, c, rows));
             }
@@ -303,7 +376,7 @@ async fn count_part<D: DeskPages>(
     module: Module,
     upper_ms: i64,
     filters: &[(String, String)],
-) -> Result<(u64, Vec<Map<String, Value>>), SnapshotError> {
+) -> Result<(u64, Vec<Record>), SnapshotError> {
     let spec = catalog::spec(module);
     let mut query = filters.to_vec();
     query.push(("createdTimeRange".into(), format!("{},{}", iso(0), iso(upper_ms))));
@@ -347,20 +420,20 @@ async fn departments<D: DeskPages>(
 async fn sorted_step<D: DeskPages>(
     desk: &D,
     module: Module,
-    cursor: &SnapshotCursor,
+    cursor: SnapshotCursor,
     base: u32,
     split_fields: &[String],
     request_from: u32,
     deletes_seq: u64,
 ) -> Result<(Page, SnapshotCursor), SnapshotError> {
     let spec = catalog::spec(module);
-    let mut next = cursor.clone();
-    if spec.partition_by_department && cursor.partitions.is_none() {
-        next.partitions = Some(partitions(desk, module, base, split_fields, cursor.upper_ms).await?);
+    let mut next = cursor;
+    if spec.partition_by_department && next.partitions.is_none() {
+        next.partitions = Some(partitions(desk, module, base, split_fields, next.upper_ms).await?);
         return Ok((Page::default(), next));
     }
-    let partition = match &cursor.partitions {
-        Some(parts) => match parts.get(cursor.part as usize) {
+    let partition = match &next.partitions {
+        Some(parts) => match parts.get(next.part as usize) {
             Some(d) => Some(d.clone()),
             None => {
                 next.done = true;
@@ -369,11 +442,13 @@ async fn sorted_step<D: DeskPages>(
         },
         None => None,
     };
+    // What the page was read at (`next` moves on below).
+    let (searching, window_start_ms, upper_ms) = (next.searching, next.window_start_ms, next.upper_ms);
     let mut query: Vec<(String, String)> = partition.as_ref().map(Partition::query).unwrap_or_default();
-    let limit = if cursor.searching { SEARCH_MAX_LIMIT } else { spec.max_limit };
-    let mut page = if cursor.searching {
-        let start = cursor.window_start_ms.unwrap_or(0);
-        query.push(("createdTimeRange".into(), format!("{},{}", iso(start), iso(cursor.upper_ms))));
+    let limit = if searching { SEARCH_MAX_LIMIT } else { spec.max_limit };
+    let mut page = if searching {
+        let start = window_start_ms.unwrap_or(0);
+        query.push(("createdTimeRange".into(), format!("{},{}", iso(start), iso(upper_ms))));
         query.push(("sortBy".into(), "createdTime".into()));
         query.push(("from".into(), request_from.to_string()));
         query.push(("limit".into(), limit.to_string()));
@@ -386,26 +461,28 @@ async fn sorted_step<D: DeskPages>(
         fetch(desk, module, spec.path.to_owned(), query, spec.records_key).await?
     };
     let fetched = u32::try_from(page.records.len()).unwrap_or(u32::MAX);
-    next.prev_page_ids = page.records.iter().filter_map(id_of).collect();
-    if cursor.searching && request_from == 0 {
+    next.prev_page_ids = page.records.iter().filter_map(cursor_id).collect();
+    if searching && request_from == 0 {
         // Skip what was emitted at the window's start instant before the window moved.
         page.records.retain(|r| {
-            !(created_ms(r) == cursor.window_start_ms
-                && id_of(r).is_some_and(|id| cursor.ids_at_last_ts.contains(&id)))
+            !(created_ms(r) == window_start_ms
+                && r.id().is_some_and(|id| next.ids_at_last_ts.iter().any(|known| **known == *id)))
         });
     }
     // Rows re-read after a rewind are dropped here (previous page) or by the ordering guard (same version).
     // Rows re-read after a rewind (or a restart, when the in-memory ordering guard is empty) were emitted
     // recently: the cursor remembers their ids, so a snapshot never emits a key twice.
-    let recent: std::collections::HashSet<&String> = cursor.recent_ids.iter().collect();
-    page.records.retain(|r| !id_of(r).is_some_and(|id| recent.contains(&id)));
-    next.recent_ids.extend(page.records.iter().filter_map(id_of));
+    let recent: std::collections::HashSet<&str, foldhash::fast::RandomState> =
+        next.recent_ids.iter().map(|id| &**id).collect();
+    page.records.retain(|r| !r.id().is_some_and(|id| recent.contains(id.as_ref())));
+    drop(recent);
+    next.recent_ids.extend(page.records.iter().filter_map(cursor_id));
     let excess = next.recent_ids.len().saturating_sub(RECENT_IDS);
     next.recent_ids.drain(..excess);
     next.deletes_seen = deletes_seq;
     // Creations after the snapshot start arrive as webhook events; the snapshot stops at its start.
-    page.records.retain(|r| created_ms(r).is_none_or(|t| t <= cursor.upper_ms));
-    if cursor.searching {
+    page.records.retain(|r| created_ms(r).is_none_or(|t| t <= upper_ms));
+    if searching {
         page.records = complete_rows(desk, module, page.records).await?;
     }
     track_created(&mut next, &page.records);
@@ -413,7 +490,7 @@ async fn sorted_step<D: DeskPages>(
     next.records += page.records.len() as u64;
     let consumed = request_from + fetched;
     let exhausted = fetched < limit || page.count.is_some_and(|c| u64::from(consumed) >= c);
-    let list_base = if cursor.searching { 0 } else { base };
+    let list_base = if searching { 0 } else { base };
     if exhausted {
         if partition.is_some() {
             next.next_partition();
@@ -423,12 +500,12 @@ async fn sorted_step<D: DeskPages>(
     } else if list_base + consumed + limit > OFFSET_CEILING {
         // Continue at the last instant emitted, through search (or a fresh search window).
         let Some(last) = next.last_ts_ms else {
-            return Err(SnapshotError::TieOverflow { module, ts_ms: cursor.window_start_ms.unwrap_or(0) });
+            return Err(SnapshotError::TieOverflow { module, ts_ms: window_start_ms.unwrap_or(0) });
         };
-        if cursor.searching && Some(last) == cursor.window_start_ms {
+        if searching && Some(last) == window_start_ms {
             return Err(SnapshotError::TieOverflow { module, ts_ms: last });
         }
-        if !cursor.searching {
+        if !searching {
             tracing::warn!(module = %module, partition = ?partition,
                 "List reached Desk's 5000-offset ceiling; continuing through search windows with one detail call per record.");
         }
@@ -447,12 +524,13 @@ async fn sorted_step<D: DeskPages>(
 async fn per_ticket_step<D: DeskPages>(
     desk: &D,
     module: Module,
-    cursor: &SnapshotCursor,
+    cursor: SnapshotCursor,
     base: u32,
     split_fields: &[String],
     request_from: u32,
     deletes_seq: u64,
 ) -> Result<(Page, SnapshotCursor), SnapshotError> {
+    let records_before = cursor.records;
     let (tickets, next) =
         sorted_step(desk, Module::Tickets, cursor, base, split_fields, request_from, deletes_seq).await?;
     let spec = catalog::spec(module);
@@ -478,7 +556,9 @@ async fn per_ticket_step<D: DeskPages>(
                     let full = fetch(desk, module, format!("{path}/{id}"), Vec::new(), "").await?;
                     row = full.records.into_iter().next().unwrap_or(row);
                 }
-                row.entry("ticketId").or_insert_with(|| Value::String(ticket_id.clone()));
+                if row.get("ticketId").is_none() {
+                    row = row.with("ticketId", &serde_json::Value::String(ticket_id.clone()));
+                }
                 rows.push(row);
             }
             from += fetched;
@@ -489,7 +569,7 @@ async fn per_ticket_step<D: DeskPages>(
     }
     let mut next = next;
     // The ticket walk counted tickets; this module counts its own rows.
-    next.records = cursor.records + rows.len() as u64;
+    next.records = records_before + rows.len() as u64;
     Ok((Page { records: rows, count: None }, next))
 }
 
@@ -497,8 +577,8 @@ async fn per_ticket_step<D: DeskPages>(
 async fn complete_rows<D: DeskPages>(
     desk: &D,
     module: Module,
-    rows: Vec<Map<String, Value>>,
-) -> Result<Vec<Map<String, Value>>, SnapshotError> {
+    rows: Vec<Record>,
+) -> Result<Vec<Record>, SnapshotError> {
     use futures::stream::{self, StreamExt, TryStreamExt};
     let spec = catalog::spec(module);
     // Detail calls run side by side (the quota guard caps how many reach Desk at once); order is kept.
@@ -521,14 +601,15 @@ pub async fn list_all<D: DeskPages>(
     desk: &D,
     module: Module,
     base: u32,
-) -> Result<Vec<Map<String, Value>>, SnapshotError> {
+) -> Result<Vec<Record>, SnapshotError> {
     let mut cursor = SnapshotCursor::default();
     let mut out = Vec::new();
     while !cursor.done {
+        let cursor_now = std::mem::take(&mut cursor);
         let (page, next) = match catalog::spec(module).walk {
-            Walk::List => list_step(desk, module, &cursor, base).await?,
-            Walk::Whole => whole_step(desk, module, &cursor).await?,
-            Walk::FieldMetadata => fields_step(desk, module, &cursor).await?,
+            Walk::List => list_step(desk, module, cursor_now, base).await?,
+            Walk::Whole => whole_step(desk, module, cursor_now).await?,
+            Walk::FieldMetadata => fields_step(desk, module, cursor_now).await?,
             Walk::Sorted | Walk::PerTicket => return Err(SnapshotError::NotListable(module)),
         };
         out.extend(page.records);
@@ -540,7 +621,7 @@ pub async fn list_all<D: DeskPages>(
 async fn list_step<D: DeskPages>(
     desk: &D,
     module: Module,
-    cursor: &SnapshotCursor,
+    cursor: SnapshotCursor,
     base: u32,
 ) -> Result<(Page, SnapshotCursor), SnapshotError> {
     let spec = catalog::spec(module);
@@ -551,12 +632,13 @@ async fn list_step<D: DeskPages>(
     query.push(("limit".into(), limit.to_string()));
     let mut page = fetch(desk, module, spec.path.to_owned(), query, spec.records_key).await?;
     let fetched = u32::try_from(page.records.len()).unwrap_or(u32::MAX);
-    let mut next = cursor.clone();
-    next.prev_page_ids = page.records.iter().filter_map(id_of).collect();
-    page.records.retain(|r| !id_of(r).is_some_and(|id| cursor.prev_page_ids.contains(&id)));
+    let mut next = cursor;
+    let previous =
+        std::mem::replace(&mut next.prev_page_ids, page.records.iter().filter_map(cursor_id).collect());
+    page.records.retain(|r| !r.id().is_some_and(|id| previous.iter().any(|p| **p == *id)));
     next.pages += 1;
     next.records += page.records.len() as u64;
-    next.from = cursor.from + fetched;
+    next.from += fetched;
     if fetched < limit {
         next.done = true;
     } else if base + next.from >= OFFSET_CEILING {
@@ -570,11 +652,11 @@ async fn list_step<D: DeskPages>(
 async fn whole_step<D: DeskPages>(
     desk: &D,
     module: Module,
-    cursor: &SnapshotCursor,
+    cursor: SnapshotCursor,
 ) -> Result<(Page, SnapshotCursor), SnapshotError> {
     let spec = catalog::spec(module);
     let page = fetch(desk, module, spec.path.to_owned(), Vec::new(), spec.records_key).await?;
-    let mut next = cursor.clone();
+    let mut next = cursor;
     next.pages += 1;
     next.records += page.records.len() as u64;
     next.done = true;
@@ -584,11 +666,11 @@ async fn whole_step<D: DeskPages>(
 async fn fields_step<D: DeskPages>(
     desk: &D,
     module: Module,
-    cursor: &SnapshotCursor,
+    cursor: SnapshotCursor,
 ) -> Result<(Page, SnapshotCursor), SnapshotError> {
     let spec = catalog::spec(module);
-    let mut next = cursor.clone();
-    let Some(parent) = FIELD_MODULES.get(cursor.part as usize) else {
+    let mut next = cursor;
+    let Some(parent) = FIELD_MODULES.get(next.part as usize) else {
         next.done = true;
         return Ok((Page::default(), next));
     };
@@ -602,7 +684,7 @@ async fn fields_step<D: DeskPages>(
         }
     };
     for r in &mut page.records {
-        r.insert("module".into(), Value::String((*parent).to_owned()));
+        *r = r.with("module", &serde_json::Value::String((*parent).to_owned()));
     }
     next.part += 1;
     next.pages += 1;
@@ -611,43 +693,49 @@ async fn fields_step<D: DeskPages>(
     Ok((page, next))
 }
 
-/// One transaction: the page's `r` events and the new cursor.
-async fn commit_page(
+/// One transaction: the pages' `r` events and the cursor after the last of them, which it returns.
+async fn commit_pages(
     sink: &Sink<'_>,
     module: Module,
-    page: Page,
-    cursor: SnapshotCursor,
+    pages: Vec<(Page, SnapshotCursor)>,
     last_module: bool,
-) -> Result<(), SnapshotError> {
-    let n = page.records.len();
-    if let Some(seen) = sink.seen {
-        if let Ok(mut seen) = seen.lock() {
-            seen.extend(page.records.iter().filter_map(id_of));
+) -> Result<Option<SnapshotCursor>, SnapshotError> {
+    let mut events = Vec::with_capacity(pages.iter().map(|(p, _)| p.records.len()).sum());
+    let mut last = None;
+    for (page, cursor) in pages {
+        let n = page.records.len();
+        if let Some(seen) = sink.seen {
+            if let Ok(mut seen) = seen.lock() {
+                seen.extend(page.records.iter().filter_map(id_of));
+            }
         }
+        let position: std::sync::Arc<str> =
+            format!("snapshot:{}:page:{}", module.name(), cursor.pages).into();
+        for (i, record) in page.records.into_iter().enumerate() {
+            let Some(id) = id_of(&record) else {
+                tracing::warn!(module = %module, "Skipping a record without an id.");
+                continue;
+            };
+            let marker = match (cursor.done && i + 1 == n, last_module) {
+                (true, true) => SnapshotMarker::Last,
+                (true, false) => SnapshotMarker::LastInDataCollection,
+                _ => SnapshotMarker::True,
+            };
+            events.push(ChangeEvent {
+                module,
+                source_ts_ms: record_time_ms(&record).unwrap_or(cursor.upper_ms),
+                id,
+                op: Op::Read,
+                before: None,
+                after: Some(record),
+                snapshot: Some(marker),
+                event_type: None,
+                position: Some(position.clone()),
+            });
+        }
+        last = Some(cursor);
     }
-    let mut events = Vec::with_capacity(n);
-    for (i, record) in page.records.into_iter().enumerate() {
-        let Some(id) = id_of(&record) else {
-            tracing::warn!(module = %module, "Skipping a record without an id.");
-            continue;
-        };
-        let marker = match (cursor.done && i + 1 == n, last_module) {
-            (true, true) => SnapshotMarker::Last,
-            (true, false) => SnapshotMarker::LastInDataCollection,
-            _ => SnapshotMarker::True,
-        };
-        events.push(ChangeEvent {
-            module,
-            source_ts_ms: record_time_ms(&record).unwrap_or(cursor.upper_ms),
-            id,
-            op: Op::Read,
-            before: None,
-            after: Some(record),
-            snapshot: Some(marker),
-            event_type: None,
-            position: Some(format!("snapshot:{}:page:{}", module.name(), cursor.pages)),
-        });
-    }
+    let Some(cursor) = last else { return Ok(None) };
     let cursor_json = serde_json::to_value(&cursor).unwrap_or_default();
     let state = vec![(SnapshotCursor::state_key(module), cursor_json.clone())];
     let committed = sink.writer.commit(sink.producer, events, state).await?;
@@ -658,5 +746,5 @@ async fn commit_page(
         p.pages = cursor.pages;
         p.cursor = Some(cursor_json);
     });
-    Ok(())
+    Ok(Some(cursor))
 }

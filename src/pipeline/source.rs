@@ -76,7 +76,7 @@ impl SourceRuntime {
         let state_topic = state::state_topic(&kafka.topic_prefix, &source.org_id);
         // Every module a webhook can name gets its topic and schemas, selected or not for the snapshot.
         let mut wanted: Vec<(String, TopicKind)> =
-            modules.iter().map(|m| (encoder.topic(*m), TopicKind::Data)).collect();
+            modules.iter().map(|m| (encoder.topic(*m).to_string(), TopicKind::Data)).collect();
         wanted.push((state_topic.clone(), TopicKind::State));
         topics::ensure_topics(kafka, &wanted)
             .await
@@ -99,7 +99,7 @@ impl SourceRuntime {
             writer: Writer {
                 source: name,
                 encoder,
-                state_topic,
+                state_topic: state_topic.into(),
                 guard: tokio::sync::Mutex::new(OrderingGuard::new(GUARD_CAPACITY)),
             },
             progress,

@@ -5,7 +5,7 @@
 
 use super::source::SourceRuntime;
 use crate::avro::encoder::EncodeError;
-use crate::change::{ChangeEvent, Op, record_time_ms};
+use crate::change::{ChangeEvent, Op, Record, record_time_ms};
 use crate::http::webhook::{Delivery, DeliveryHandler, Verdict};
 use crate::kafka::producer::{ProduceError, TxProducer};
 use crate::metrics::{
@@ -272,17 +272,20 @@ impl StreamSource {
             let spec = catalog::spec(hint.module);
             let found = self.desk.get_by_id(spec.path, &hint.id, &[]).await.map_err(|e| e.to_string())?;
             let change = match found {
-                Some(serde_json::Value::Object(record)) => ChangeEvent {
-                    module: hint.module,
-                    id: hint.id.clone(),
-                    op: Op::Update,
-                    source_ts_ms: record_time_ms(&record).unwrap_or(now),
-                    before: None,
-                    after: Some(record),
-                    snapshot: None,
-                    event_type: Some("Workflow_Notification".into()),
-                    position: Some("workflow".into()),
-                },
+                Some(serde_json::Value::Object(map)) => {
+                    let record = Record::from_map(&map);
+                    ChangeEvent {
+                        module: hint.module,
+                        id: hint.id.clone(),
+                        op: Op::Update,
+                        source_ts_ms: record_time_ms(&record).unwrap_or(now),
+                        before: None,
+                        after: Some(record),
+                        snapshot: None,
+                        event_type: Some("Workflow_Notification".into()),
+                        position: Some("workflow".into()),
+                    }
+                }
                 // Gone from Desk: the notification reported its deletion.
                 _ => ChangeEvent::gone(hint.module, &hint.id, now, Some("Workflow_Notification"), "workflow"),
             };

@@ -156,7 +156,8 @@ fn header_u64(h: &reqwest::header::HeaderMap, name: &str) -> Option<u64> {
 
 /// What one attempt ended in.
 enum Attempt {
-    Done(Option<Value>),
+    /// The body of a 2xx answer; `None` for 204 or a blank body.
+    Done(Option<bytes::Bytes>),
     Retry {
         delay: Duration,
         rate_limited: bool,
@@ -291,6 +292,33 @@ impl DeskClient {
         })
     }
 
+    /// A GET whose 2xx body is handed back as shared text (UTF-8 checked), for callers that parse it
+    /// themselves; `Ok(None)` on 204.
+    pub async fn get_text(
+        &self,
+        endpoint: &str,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Result<Option<Arc<str>>, ZohoError> {
+        let Some(body) =
+            self.call_body(Method::GET, endpoint, path, query, None, classify(path, query)).await?
+        else {
+            return Ok(None);
+        };
+        std::str::from_utf8(&body)
+            .map(|text| Some(Arc::from(text)))
+            .map_err(|_| self.invalid_response(endpoint, "the body is not UTF-8".into()))
+    }
+
+    /// A body Desk answered 2xx with that is not what the endpoint returns.
+    pub fn invalid_response(&self, endpoint: &str, message: String) -> ZohoError {
+        ZohoError::InvalidResponse {
+            source_name: self.inner.source.clone(),
+            endpoint: endpoint.to_owned(),
+            message,
+        }
+    }
+
     async fn call(
         &self,
         method: Method,
@@ -300,6 +328,21 @@ impl DeskClient {
         body: Option<&Value>,
         kind: CallKind,
     ) -> Result<Option<Value>, ZohoError> {
+        let Some(bytes) = self.call_body(method, endpoint, path, query, body, kind).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| self.invalid_response(endpoint, e.to_string()))
+    }
+
+    async fn call_body(
+        &self,
+        method: Method,
+        endpoint: &str,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<&Value>,
+        kind: CallKind,
+    ) -> Result<Option<bytes::Bytes>, ZohoError> {
         let url = format!("{}/{}", self.inner.api_base, path.trim_start_matches('/'));
         let mut failures = 0u32;
         let mut rate_limited = 0u32;
@@ -461,14 +504,7 @@ impl DeskClient {
             if status == 204 || bytes.iter().all(u8::is_ascii_whitespace) {
                 return Attempt::Done(None);
             }
-            return match serde_json::from_slice(&bytes) {
-                Ok(v) => Attempt::Done(Some(v)),
-                Err(e) => Attempt::Fail(ZohoError::InvalidResponse {
-                    source_name: inner.source.clone(),
-                    endpoint: endpoint.to_owned(),
-                    message: e.to_string(),
-                }),
-            };
+            return Attempt::Done(Some(bytes));
         }
         // Refused calls are not charged unless Desk said otherwise.
         if weight.is_none() {

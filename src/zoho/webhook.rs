@@ -25,9 +25,11 @@
 //! `id <digits>` the record.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 
+use crate::change::record::{Json, Kind, Record, RecordError};
 use crate::change::{ChangeEvent, Op, parse_desk_time, record_time_ms};
 use crate::zoho::catalog::module_for_event;
 use crate::zoho::module::Module;
@@ -111,9 +113,9 @@ pub struct DeskEvent {
     /// `eventTime` in epoch ms, when present and readable.
     pub event_time_ms: Option<i64>,
     /// The record (`{}` when Desk sent none, e.g. on event types the bridge does not map).
-    pub payload: Map<String, Value>,
+    pub payload: Record,
     /// Previous values of the changed fields (`*_Update` with `includePrevState`).
-    pub prev_state: Option<Map<String, Value>>,
+    pub prev_state: Option<Record>,
 }
 
 /// "Record `id` of `module` changed": fetch it by id to learn how.
@@ -146,73 +148,90 @@ pub struct Mapped {
     pub skipped: Vec<Skipped>,
 }
 
-/// Parses a body POSTed to the service URL of the source for org `expected_org`.
+/// Parses a body POSTed to the service URL of the source for org `expected_org`. The records keep the
+/// body's text (one copy of it) and are read in place.
 pub fn parse_delivery(body: &[u8], expected_org: &str) -> Result<Delivery, WebhookError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| WebhookError::Malformed(format!("not JSON ({})", json_error_kind(&e))))?;
-    match value {
-        Value::Array(items) => {
+    let not_json = |kind: &str| WebhookError::Malformed(format!("not JSON ({kind})"));
+    let text: Arc<str> = Arc::from(std::str::from_utf8(body).map_err(|_| not_json("syntax error"))?);
+    let raw: &RawValue =
+        serde_json::from_str(&text).map_err(|e| not_json(json_error_kind(&RecordError::from(e))))?;
+    let value = Json::new(raw.get());
+    match value.kind() {
+        Kind::Array => {
+            let items: Vec<&RawValue> = serde_json::from_str(value.raw())
+                .map_err(|e| not_json(json_error_kind(&RecordError::from(e))))?;
             let events = items
                 .into_iter()
                 .enumerate()
-                .map(|(i, item)| parse_event(i, item, expected_org))
+                .map(|(i, item)| parse_event(i, &text, Json::new(item.get()), expected_org))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Delivery::Events(events))
         }
-        // Desk always sends an array; a lone event object is accepted as a batch of one.
-        Value::Object(o) if o.contains_key("eventType") => {
-            Ok(Delivery::Events(vec![parse_event(0, Value::Object(o), expected_org)?]))
-        }
-        Value::Object(o) => match o.get("text") {
-            Some(Value::String(text)) => {
-                let hints = parse_notification(text);
-                if hints.is_empty() { Err(WebhookError::NoHint) } else { Ok(Delivery::Notification(hints)) }
+        Kind::Object => {
+            let o = Record::within(&text, value.raw()).map_err(|e| not_json(json_error_kind(&e)))?;
+            // Desk always sends an array; a lone event object is accepted as a batch of one.
+            if o.get("eventType").is_some() {
+                return Ok(Delivery::Events(vec![parse_event(0, &text, value, expected_org)?]));
             }
-            Some(_) => Err(WebhookError::Malformed("`text` is not a string".into())),
-            None => Err(WebhookError::Malformed("an object without `eventType` or `text`".into())),
-        },
+            match o.get("text") {
+                Some(t) if t.kind() == Kind::String => {
+                    let hints = parse_notification(&t.as_str().unwrap_or_default());
+                    if hints.is_empty() {
+                        Err(WebhookError::NoHint)
+                    } else {
+                        Ok(Delivery::Notification(hints))
+                    }
+                }
+                Some(_) => Err(WebhookError::Malformed("`text` is not a string".into())),
+                None => Err(WebhookError::Malformed("an object without `eventType` or `text`".into())),
+            }
+        }
         _ => Err(WebhookError::Malformed("neither an array of events nor a notification object".into())),
     }
 }
 
 /// What kind of JSON error, without serde's excerpt of the offending input.
-fn json_error_kind(e: &serde_json::Error) -> &'static str {
-    match e.classify() {
-        serde_json::error::Category::Io => "I/O",
-        serde_json::error::Category::Syntax => "syntax error",
-        serde_json::error::Category::Data => "data error",
-        serde_json::error::Category::Eof => "truncated",
+fn json_error_kind(e: &RecordError) -> &'static str {
+    match e {
+        RecordError::Json(kind) => kind,
+        RecordError::NotAnObject => "data error",
     }
 }
 
-fn parse_event(index: usize, item: Value, expected_org: &str) -> Result<DeskEvent, WebhookError> {
+fn parse_event(
+    index: usize,
+    text: &Arc<str>,
+    item: Json<'_>,
+    expected_org: &str,
+) -> Result<DeskEvent, WebhookError> {
     let malformed = |what: &str| WebhookError::Malformed(format!("event {index}: {what}"));
-    let Value::Object(mut o) = item else {
+    if item.kind() != Kind::Object {
         return Err(malformed("not an object"));
-    };
-    let event_type = match o.remove("eventType") {
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= 100 => s,
+    }
+    let o = Record::within(text, item.raw()).map_err(|_| malformed("not an object"))?;
+    let event_type = match o.get_str("eventType") {
+        Some(s) if !s.is_empty() && s.len() <= 100 => s.into_owned(),
         _ => return Err(malformed("`eventType` missing or not a string")),
     };
-    let org_id = match o.remove("orgId") {
-        Some(Value::String(s)) => s,
-        Some(Value::Number(n)) => n.to_string(),
+    let org_id = match o.get("orgId") {
+        Some(v) if v.kind() == Kind::String => v.as_str().unwrap_or_default().into_owned(),
+        Some(v) if v.kind() == Kind::Number => v.as_number().map(|n| n.to_string()).unwrap_or_default(),
         _ => return Err(malformed("`orgId` missing")),
     };
     if org_id.trim() != expected_org {
         return Err(WebhookError::OrgMismatch { expected: expected_org.to_owned(), got: short(&org_id) });
     }
     let event_time_ms = o.get("eventTime").and_then(epoch_ms);
-    let payload = match o.remove("payload") {
-        Some(Value::Object(p)) => p,
-        None | Some(Value::Null) => Map::new(),
-        Some(_) => return Err(malformed("`payload` is not an object")),
+    let object = |key: &str, what: &str| match o.get(key) {
+        Some(v) if v.kind() == Kind::Object => {
+            Record::within(text, v.raw()).map(Some).map_err(|_| malformed(what))
+        }
+        None => Ok(None),
+        Some(v) if v.is_null() => Ok(None),
+        Some(_) => Err(malformed(what)),
     };
-    let prev_state = match o.remove("prevState") {
-        Some(Value::Object(p)) => Some(p),
-        None | Some(Value::Null) => None,
-        Some(_) => return Err(malformed("`prevState` is not an object")),
-    };
+    let payload = object("payload", "`payload` is not an object")?.unwrap_or_default();
+    let prev_state = object("prevState", "`prevState` is not an object")?;
     // An event we map must name its record; one that does not is refused rather than half-written.
     if module_for_event(&event_type).is_some() && record_id(&payload).is_none() {
         return Err(malformed("`payload.id` missing or not an id"));
@@ -226,10 +245,14 @@ fn short(s: &str) -> String {
 }
 
 /// `eventTime`: epoch ms as a string or a number; an ISO timestamp is read too.
-fn epoch_ms(v: &Value) -> Option<i64> {
-    match v {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64)),
-        Value::String(s) => {
+fn epoch_ms(v: Json<'_>) -> Option<i64> {
+    match v.kind() {
+        Kind::Number => {
+            let n = v.as_number()?;
+            n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+        }
+        Kind::String => {
+            let s = v.as_str()?;
             let s = s.trim();
             s.parse::<i64>().ok().or_else(|| parse_desk_time(s))
         }
@@ -239,10 +262,11 @@ fn epoch_ms(v: &Value) -> Option<i64> {
 }
 
 /// `payload.id` as a string (Desk sends strings; numbers are accepted).
-fn record_id(payload: &Map<String, Value>) -> Option<String> {
-    let id = match payload.get("id")? {
-        Value::String(s) => s.trim().to_owned(),
-        Value::Number(n) if n.is_u64() || n.is_i64() => n.to_string(),
+fn record_id(payload: &Record) -> Option<String> {
+    let v = payload.get("id")?;
+    let id = match v.kind() {
+        Kind::String => v.as_str()?.trim().to_owned(),
+        Kind::Number => v.as_number().filter(|n| n.is_u64() || n.is_i64())?.to_string(),
         _ => return None,
     };
     (!id.is_empty() && id.len() <= MAX_ID_LEN && !id.chars().any(char::is_control)).then_some(id)
@@ -272,7 +296,7 @@ pub fn map_event(ev: &DeskEvent, received_ms: i64) -> Option<ChangeEvent> {
     let id = record_id(&ev.payload)?;
     let action = ev.event_type.rsplit('_').next().unwrap_or_default();
     let payload = ev.payload.clone();
-    let overlaid = ev.prev_state.as_ref().map(|prev| overlay(&payload, prev));
+    let overlaid = ev.prev_state.as_ref().map(|prev| payload.overlaid(prev));
     let (op, before, after) = match action {
         "Add" => (Op::Create, None, Some(payload)),
         "Delete" => (Op::Delete, Some(payload), None),
@@ -296,20 +320,6 @@ pub fn map_event(ev: &DeskEvent, received_ms: i64) -> Option<ChangeEvent> {
         event_type: Some(ev.event_type.clone()),
         position: None,
     })
-}
-
-/// `after` with `prev` laid over it: the record as it was before the update. Nested objects (`cf`) are
-/// merged key by key, since Desk's prevState lists only the changed keys of them.
-pub fn overlay(after: &Map<String, Value>, prev: &Map<String, Value>) -> Map<String, Value> {
-    let mut out = after.clone();
-    for (k, pv) in prev {
-        let merged = match (out.get(k), pv) {
-            (Some(Value::Object(a)), Value::Object(p)) => Value::Object(overlay(a, p)),
-            _ => pv.clone(),
-        };
-        out.insert(k.clone(), merged);
-    }
-    out
 }
 
 /// The hints in a workflow notification's text (see the module docs for the template).
@@ -386,7 +396,7 @@ fn find_id(line: &str) -> Option<String> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     const ORG: &str = "60000000001";
 
@@ -532,13 +542,13 @@ mod tests {
         }));
         assert_eq!(c.op, Op::Update);
         assert_eq!(c.event_type.as_deref(), Some("Ticket_Update"));
-        let before = Value::Object(c.before.unwrap());
+        let before = Value::Object(c.before.unwrap().to_map());
         assert_eq!(
             before,
             json!({"id": "1", "status": "Open", "priority": "High",
                    "cf": {"cf_a": "old", "cf_b": "same"}, "assignee": {"id": "9"}})
         );
-        assert_eq!(c.after.unwrap()["status"], "Closed");
+        assert_eq!(c.after.unwrap().to_map()["status"], "Closed");
         // No prevState: the before-image is unknown.
         let c = one(json!({"eventType": "Agent_Update", "orgId": ORG, "payload": {"id": "1"}}));
         assert_eq!((c.op, c.before, c.module), (Op::Update, None, Module::Agents));
@@ -549,14 +559,14 @@ mod tests {
         let c = one(json!({"eventType": "Contact_Delete", "orgId": ORG, "eventTime": "5",
                            "payload": {"id": "42"}}));
         assert_eq!((c.op, c.after.clone()), (Op::Delete, None));
-        assert_eq!(Value::Object(c.before.unwrap()), json!({"id": "42"}));
+        assert_eq!(Value::Object(c.before.unwrap().to_map()), json!({"id": "42"}));
         // The IsDel update: isTrashed (or isDeleted) flips to true.
         let c = one(json!({"eventType": "Ticket_Update", "orgId": ORG, "eventTime": "6",
                            "payload": {"id": "42", "isTrashed": true, "subject": "s"},
                            "prevState": {"isTrashed": false}}));
         assert_eq!(c.op, Op::Delete);
         assert!(c.after.is_none());
-        assert_eq!(c.before.unwrap()["isTrashed"], false);
+        assert_eq!(c.before.unwrap().to_map()["isTrashed"], false);
         let c = one(
             json!({"eventType": "Task_Update", "orgId": ORG, "payload": {"id": "1", "isDeleted": "true"}}),
         );

@@ -1,7 +1,10 @@
 //! The change-event model: what happened to one Desk record, independent of Desk's wire shapes and of Avro.
 
+pub mod record;
+
+pub use record::Record;
+
 use crate::zoho::module::Module;
-use serde_json::{Map, Value};
 
 /// Debezium operation codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,15 +55,15 @@ pub struct ChangeEvent {
     /// The record id: the Kafka key.
     pub id: String,
     pub op: Op,
-    pub before: Option<Map<String, Value>>,
-    pub after: Option<Map<String, Value>>,
+    pub before: Option<Record>,
+    pub after: Option<Record>,
     /// When the change happened at Desk (eventTime or modifiedTime), epoch ms.
     pub source_ts_ms: i64,
     pub snapshot: Option<SnapshotMarker>,
     /// Desk's webhook eventType, when the change came from a webhook.
     pub event_type: Option<String>,
     /// The bridge's position: snapshot page, webhook batch, reconcile window.
-    pub position: Option<String>,
+    pub position: Option<std::sync::Arc<str>>,
 }
 
 impl ChangeEvent {
@@ -70,22 +73,21 @@ impl ChangeEvent {
             module,
             id: id.to_owned(),
             op: Op::Delete,
-            before: Some(Map::from_iter([("id".to_owned(), Value::String(id.to_owned()))])),
+            before: Some(Record::default().with("id", &serde_json::Value::String(id.to_owned()))),
             after: None,
             source_ts_ms: ts_ms,
             snapshot: None,
             event_type: event_type.map(str::to_owned),
-            position: Some(position.to_owned()),
+            position: Some(position.into()),
         }
     }
 }
 
 /// Whether Desk marks the record deleted or trashed (`isDeleted`/`isTrashed`, as a boolean or a string).
-pub fn is_deleted(record: &Map<String, Value>) -> bool {
-    ["isDeleted", "isTrashed"].iter().any(|k| match record.get(*k) {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
-        _ => false,
+pub fn is_deleted(record: &Record) -> bool {
+    ["isDeleted", "isTrashed"].iter().any(|k| match record.get(k) {
+        Some(v) => v.as_bool().unwrap_or(false) || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true")),
+        None => false,
     })
 }
 
@@ -95,10 +97,8 @@ pub fn parse_desk_time(value: &str) -> Option<i64> {
 }
 
 /// The record's `modifiedTime` (or `createdTime`) in epoch ms, used for ordering and lag.
-pub fn record_time_ms(record: &Map<String, Value>) -> Option<i64> {
-    ["modifiedTime", "createdTime"]
-        .iter()
-        .find_map(|k| record.get(*k).and_then(Value::as_str).and_then(parse_desk_time))
+pub fn record_time_ms(record: &Record) -> Option<i64> {
+    ["modifiedTime", "createdTime"].iter().find_map(|k| record.get_str(k).and_then(|t| parse_desk_time(&t)))
 }
 
 #[cfg(test)]
@@ -109,10 +109,9 @@ mod tests {
     fn parses_desk_timestamps() {
         assert_eq!(parse_desk_time("1970-01-01T00:00:01.500Z"), Some(1500));
         assert_eq!(parse_desk_time("garbage"), None);
-        let mut m = Map::new();
-        m.insert("createdTime".into(), Value::String("1970-01-01T00:00:02.000Z".into()));
+        let m = Record::parse(r#"{"createdTime": "1970-01-01T00:00:02.000Z"}"#).unwrap_or_default();
         assert_eq!(record_time_ms(&m), Some(2000));
-        m.insert("modifiedTime".into(), Value::String("1970-01-01T00:00:03.000Z".into()));
+        let m = m.with("modifiedTime", &serde_json::json!("1970-01-01T00:00:03.000Z"));
         assert_eq!(record_time_ms(&m), Some(3000));
     }
 }

@@ -1,0 +1,690 @@
+//! One Desk record: a JSON object kept as its text, with where each top-level field lies in it.
+//!
+//! Why not `serde_json::Map`: a snapshot page of 100 tickets (some 60 fields each) became about 12,000
+//! allocations (a `String` per key and value, B-tree nodes), built only to be read once by the Avro writer
+//! and freed; that cost more than everything else the bridge does per record. A record here is a shared
+//! text (a whole page or webhook body, read once) and one vector of spans into it.
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::{Map, Number, Value};
+use std::borrow::Cow;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// Messages never quote the input (it holds customer data).
+    #[error("invalid JSON ({0})")]
+    Json(&'static str),
+    #[error("not a JSON object")]
+    NotAnObject,
+}
+
+impl From<serde_json::Error> for RecordError {
+    fn from(e: serde_json::Error) -> Self {
+        RecordError::Json(match e.classify() {
+            serde_json::error::Category::Io => "I/O",
+            serde_json::error::Category::Syntax => "syntax error",
+            serde_json::error::Category::Data => "data error",
+            serde_json::error::Category::Eof => "truncated",
+        })
+    }
+}
+
+/// A JSON object: its fields in text order (a repeated key counts as its last value, as in
+/// `serde_json::Map`).
+#[derive(Clone)]
+pub struct Record {
+    text: Arc<str>,
+    fields: Vec<Field>,
+    known: Known,
+}
+
+/// Where the fields the pipeline reads of every record are (the last of each name), found while indexing:
+/// a lookup by name scans all fields, and these are asked for several times per record.
+#[derive(Clone, Copy, Default)]
+struct Known {
+    id: Option<u32>,
+    created_time: Option<u32>,
+    modified_time: Option<u32>,
+}
+
+impl Known {
+    fn note(&mut self, key: &str, at: u32) {
+        match key {
+            "id" => self.id = Some(at),
+            "createdTime" => self.created_time = Some(at),
+            "modifiedTime" => self.modified_time = Some(at),
+            _ => {}
+        }
+    }
+
+    /// `Some(position)` when `key` is one of these (`Some(None)`: it is, and the record lacks it).
+    fn find(&self, key: &str) -> Option<Option<u32>> {
+        match key {
+            "id" => Some(self.id),
+            "createdTime" => Some(self.created_time),
+            "modifiedTime" => Some(self.modified_time),
+            _ => None,
+        }
+    }
+}
+
+/// A list page read by [`Record::list`].
+pub struct RecordList<'t> {
+    pub records: Vec<Record>,
+    /// The page's other top-level fields (`count`, ...), in text order.
+    pub rest: Vec<(Cow<'t, str>, Json<'t>)>,
+}
+
+#[derive(Clone)]
+struct Field {
+    key: Key,
+    value: Span,
+}
+
+#[derive(Clone)]
+enum Key {
+    /// The key's characters in the text (it held no escapes).
+    At(Span),
+    /// The unescaped key (it held escapes).
+    Owned(Box<str>),
+}
+
+#[derive(Clone, Copy)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Default for Record {
+    fn default() -> Self {
+        Self { text: Arc::from("{}"), fields: Vec::new(), known: Known::default() }
+    }
+}
+
+impl Record {
+    /// Parses one JSON object.
+    pub fn parse(text: &str) -> Result<Self, RecordError> {
+        let text: Arc<str> = Arc::from(text);
+        Self::within(&text, &text)
+    }
+
+    /// The object whose JSON text is `raw`, a slice of `text` (the page or body the record shares). A `raw`
+    /// that is not a slice of `text` is copied.
+    pub fn within(text: &Arc<str>, raw: &str) -> Result<Self, RecordError> {
+        if span_of(text, raw).is_none() {
+            return Self::parse(raw);
+        }
+        Ok(Self::from_entries(text, object_entries(raw)?))
+    }
+
+    /// The records of a list page: the array under `key` of the JSON object `text` (items that are not
+    /// objects are skipped), and the raw values of the object's other fields. `None` when `text` is not an
+    /// object. One pass over the text, however long the page.
+    pub fn list<'t>(text: &'t Arc<str>, key: &str) -> Result<Option<RecordList<'t>>, RecordError> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let list = de.deserialize_any(ListVisitor { key, text })?;
+        de.end()?;
+        Ok(list)
+    }
+
+    /// `entries` are slices of `text`.
+    fn from_entries(text: &Arc<str>, entries: Vec<(Cow<'_, str>, &str)>) -> Self {
+        let mut fields = Vec::with_capacity(entries.len());
+        let mut known = Known::default();
+        for (key, value) in entries {
+            let at = u32::try_from(fields.len()).unwrap_or(u32::MAX);
+            known.note(&key, at);
+            let key = match key {
+                Cow::Borrowed(k) => span_of(text, k).map(Key::At),
+                Cow::Owned(k) => Some(Key::Owned(k.into_boxed_str())),
+            };
+            if let (Some(key), Some(value)) = (key, span_of(text, value)) {
+                fields.push(Field { key, value });
+            }
+        }
+        Self { text: text.clone(), fields, known }
+    }
+
+    /// The value of `key` (its last occurrence).
+    pub fn get(&self, key: &str) -> Option<Json<'_>> {
+        if let Some(at) = self.known.find(key) {
+            return at.and_then(|i| self.fields.get(i as usize)).map(|f| self.value(f));
+        }
+        // Compare lengths before slicing the text.
+        let same = |f: &&Field| match &f.key {
+            Key::At(s) => (s.end - s.start) as usize == key.len() && self.slice(*s) == key,
+            Key::Owned(k) => &**k == key,
+        };
+        self.fields.iter().rev().find(same).map(|f| self.value(f))
+    }
+
+    /// The record id, as Desk sends it (a string or a number).
+    pub fn id(&self) -> Option<Cow<'_, str>> {
+        let v = self.get("id")?;
+        match v.kind() {
+            Kind::String => v.as_str(),
+            Kind::Number => v.as_number().map(|n| Cow::Owned(n.to_string())),
+            _ => None,
+        }
+    }
+
+    /// `key` when it holds a JSON string.
+    pub fn get_str(&self, key: &str) -> Option<Cow<'_, str>> {
+        self.get(key)?.as_str()
+    }
+
+    /// Every field in text order, repeated keys included.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, Json<'_>)> {
+        self.fields.iter().map(|f| (self.key(f), self.value(f)))
+    }
+
+    /// The fields with each key once (its last value), in text order of those last values.
+    pub fn unique_fields(&self) -> Vec<(&str, Json<'_>)> {
+        let mut seen = std::collections::HashSet::with_capacity(self.fields.len());
+        let mut out: Vec<_> = self.fields.iter().rev().filter(|f| seen.insert(self.key(f))).collect();
+        out.reverse();
+        out.into_iter().map(|f| (self.key(f), self.value(f))).collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// The length of its fields' text: a bound on its Avro size, for sizing buffers.
+    pub fn text_len(&self) -> usize {
+        match (self.fields.first(), self.fields.last()) {
+            (Some(first), Some(last)) => {
+                (last.value.end as usize).saturating_sub(first.value.start as usize) + 64
+            }
+            _ => 0,
+        }
+    }
+
+    /// The record as a `serde_json` map (for the slow paths and tests).
+    pub fn to_map(&self) -> Map<String, Value> {
+        self.fields().map(|(k, v)| (k.to_owned(), v.to_value())).collect()
+    }
+
+    /// A record of `map`.
+    pub fn from_map(map: &Map<String, Value>) -> Self {
+        // A map always serialises to an object, which always parses.
+        Self::parse(&Value::Object(map.clone()).to_string()).unwrap_or_default()
+    }
+
+    /// The object as compact JSON text, each key once.
+    pub fn to_json(&self) -> String {
+        let mut w = ObjectWriter::default();
+        for (k, v) in self.unique_fields() {
+            w.field(k, v.raw());
+        }
+        w.finish()
+    }
+
+    /// This record with `key` set to `value` (replacing any value it had).
+    pub fn with(&self, key: &str, value: &Value) -> Self {
+        let mut w = ObjectWriter::default();
+        for (k, v) in self.unique_fields().into_iter().filter(|(k, _)| *k != key) {
+            w.field(k, v.raw());
+        }
+        w.field(key, &value.to_string());
+        Self::parse(&w.finish()).unwrap_or_default()
+    }
+
+    /// This record with `prev` laid over it: for an update with Desk's `prevState`, the record as it was
+    /// before. Nested objects (`cf`) are merged key by key, since `prevState` lists only their changed keys.
+    pub fn overlaid(&self, prev: &Record) -> Self {
+        let mut w = ObjectWriter::default();
+        for (k, v) in self.unique_fields() {
+            match prev.get(k) {
+                None => w.field(k, v.raw()),
+                Some(p) if p.is_object() && v.is_object() => {
+                    match (Record::parse(v.raw()), Record::parse(p.raw())) {
+                        (Ok(a), Ok(b)) => w.field(k, &a.overlaid(&b).to_json()),
+                        _ => w.field(k, p.raw()),
+                    }
+                }
+                Some(p) => w.field(k, p.raw()),
+            }
+        }
+        for (k, p) in prev.unique_fields() {
+            if self.get(k).is_none() {
+                w.field(k, p.raw());
+            }
+        }
+        Self::parse(&w.finish()).unwrap_or_default()
+    }
+
+    fn key<'a>(&'a self, f: &'a Field) -> &'a str {
+        match &f.key {
+            Key::At(s) => self.slice(*s),
+            Key::Owned(k) => k,
+        }
+    }
+
+    fn value(&self, f: &Field) -> Json<'_> {
+        Json(self.slice(f.value))
+    }
+
+    fn slice(&self, s: Span) -> &str {
+        // Spans are made from slices of this very text, so they lie on character boundaries.
+        self.text.get(s.start as usize..s.end as usize).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Record({})", self.to_json())
+    }
+}
+
+/// Equal when they read as the same `serde_json` map.
+impl PartialEq for Record {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_map() == other.to_map()
+    }
+}
+
+/// Where `part` (a slice of `text`) lies in it.
+fn span_of(text: &str, part: &str) -> Option<Span> {
+    let start = (part.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    if end > text.len() {
+        return None;
+    }
+    Some(Span { start: u32::try_from(start).ok()?, end: u32::try_from(end).ok()? })
+}
+
+/// The top-level entries of the JSON object `raw`: each key (borrowed unless it held escapes) and the raw
+/// text of its value, in text order.
+pub fn object_entries(raw: &str) -> Result<Vec<(Cow<'_, str>, &str)>, RecordError> {
+    let mut de = serde_json::Deserializer::from_str(raw);
+    let entries = de.deserialize_any(EntriesVisitor)?;
+    de.end()?;
+    entries.ok_or(RecordError::NotAnObject)
+}
+
+struct EntriesVisitor;
+
+impl<'de> Visitor<'de> for EntriesVisitor {
+    /// `None` for any JSON value but an object.
+    type Value = Option<Vec<(Cow<'de, str>, &'de str)>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(map.size_hint().unwrap_or(32));
+        while let Some(KeyText(key)) = map.next_key()? {
+            let value: &'de RawValue = map.next_value()?;
+            out.push((key, value.get()));
+        }
+        Ok(Some(out))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        drain_seq(seq).map(|()| None)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// A list page: the array under `key` becomes records of `text`; other fields are kept raw.
+struct ListVisitor<'k, 't> {
+    key: &'k str,
+    text: &'t Arc<str>,
+}
+
+impl<'de> Visitor<'de> for ListVisitor<'_, 'de> {
+    type Value = Option<RecordList<'de>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut list = RecordList { records: Vec::new(), rest: Vec::new() };
+        while let Some(KeyText(key)) = map.next_key()? {
+            if key == self.key {
+                // A repeated key counts as its last value.
+                list.records = map.next_value_seed(ItemsSeed(self.text))?;
+            } else {
+                let value: &'de RawValue = map.next_value()?;
+                list.rest.push((key, Json(value.get())));
+            }
+        }
+        Ok(Some(list))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        drain_seq(seq).map(|()| None)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// The objects of an array, as records of the text; anything else is no records.
+struct ItemsSeed<'t>(&'t Arc<str>);
+
+impl<'de> de::DeserializeSeed<'de> for ItemsSeed<'de> {
+    type Value = Vec<Record>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(ItemsVisitor(self.0))
+    }
+}
+
+/// Each item is read once, straight into its entries.
+struct ItemsVisitor<'t>(&'t Arc<str>);
+
+impl<'de> Visitor<'de> for ItemsVisitor<'de> {
+    type Value = Vec<Record>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array")
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(100));
+        while let Some(Entries(entries)) = seq.next_element()? {
+            if let Some(entries) = entries {
+                out.push(Record::from_entries(self.0, entries));
+            }
+        }
+        Ok(out)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
+        Ok(Vec::new())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+}
+
+/// A value read as object entries (`None` for any other value).
+struct Entries<'de>(Option<Vec<(Cow<'de, str>, &'de str)>>);
+
+impl<'de> de::Deserialize<'de> for Entries<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(EntriesVisitor).map(Entries)
+    }
+}
+
+fn drain_seq<'de, A: de::SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// An object key, borrowed from the text unless it held escapes.
+struct KeyText<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for KeyText<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = KeyText<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(KeyText(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(KeyText(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(KeyText(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// The raw JSON text of one value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Json<'a>(&'a str);
+
+/// What a JSON value is, from its first character.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Null,
+    Bool,
+    Number,
+    String,
+    Array,
+    Object,
+}
+
+impl<'a> Json<'a> {
+    /// `raw` must be the text of one JSON value (as `serde_json` hands out for a `RawValue`).
+    pub fn new(raw: &'a str) -> Self {
+        Json(raw)
+    }
+
+    pub fn raw(self) -> &'a str {
+        self.0
+    }
+
+    pub fn kind(self) -> Kind {
+        match self.0.as_bytes().first() {
+            Some(b'"') => Kind::String,
+            Some(b'{') => Kind::Object,
+            Some(b'[') => Kind::Array,
+            Some(b't' | b'f') => Kind::Bool,
+            Some(b'n') | None => Kind::Null,
+            Some(_) => Kind::Number,
+        }
+    }
+
+    pub fn is_null(self) -> bool {
+        self.kind() == Kind::Null
+    }
+
+    pub fn is_object(self) -> bool {
+        self.kind() == Kind::Object
+    }
+
+    /// The string, unescaped (borrowed when it held no escapes).
+    pub fn as_str(self) -> Option<Cow<'a, str>> {
+        let inner = self.0.strip_prefix('"')?.strip_suffix('"')?;
+        if inner.contains('\\') {
+            serde_json::from_str::<String>(self.0).ok().map(Cow::Owned)
+        } else {
+            Some(Cow::Borrowed(inner))
+        }
+    }
+
+    pub fn as_bool(self) -> Option<bool> {
+        match self.0 {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        }
+    }
+
+    pub fn as_number(self) -> Option<Number> {
+        (self.kind() == Kind::Number).then(|| serde_json::from_str(self.0).ok()).flatten()
+    }
+
+    /// The items of an array.
+    pub fn items(self) -> Option<Vec<Json<'a>>> {
+        if self.kind() != Kind::Array {
+            return None;
+        }
+        let items: Vec<&'a RawValue> = serde_json::from_str(self.0).ok()?;
+        Some(items.into_iter().map(|r| Json(r.get())).collect())
+    }
+
+    /// The entries of an object, keys unescaped, in text order.
+    pub fn entries(self) -> Option<Vec<(Cow<'a, str>, Json<'a>)>> {
+        if self.kind() != Kind::Object {
+            return None;
+        }
+        let entries = object_entries(self.0).ok()?;
+        Some(entries.into_iter().map(|(k, v)| (k, Json(v))).collect())
+    }
+
+    pub fn to_value(self) -> Value {
+        serde_json::from_str(self.0).unwrap_or(Value::Null)
+    }
+}
+
+/// Builds an object's JSON text from keys and raw values.
+#[derive(Default)]
+pub struct ObjectWriter {
+    out: String,
+}
+
+impl ObjectWriter {
+    pub fn field(&mut self, key: &str, raw_value: &str) {
+        self.out.push(if self.out.is_empty() { '{' } else { ',' });
+        // Escaping a string cannot fail.
+        self.out.push_str(&serde_json::to_string(key).unwrap_or_default());
+        self.out.push(':');
+        self.out.push_str(raw_value);
+    }
+
+    pub fn finish(mut self) -> String {
+        if self.out.is_empty() {
+            self.out.push('{');
+        }
+        self.out.push('}');
+        self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn fields_are_read_in_place() {
+        let r =
+            Record::parse(r#" {"id": "7", "n": 12, "s": "a\"b", "o": {"x": [1, 2]}, "b": true, "z": null} "#)
+                .unwrap();
+        assert_eq!(r.get_str("id").as_deref(), Some("7"));
+        assert_eq!(r.get("n").unwrap().as_number().unwrap().as_i64(), Some(12));
+        assert_eq!(r.get_str("s").as_deref(), Some("a\"b"));
+        assert_eq!(r.get("o").unwrap().raw(), r#"{"x": [1, 2]}"#);
+        assert_eq!(r.get("b").unwrap().as_bool(), Some(true));
+        assert!(r.get("z").unwrap().is_null());
+        assert!(r.get("missing").is_none());
+        assert_eq!(
+            Value::Object(r.to_map()),
+            json!({"id": "7", "n": 12, "s": "a\"b", "o": {"x": [1, 2]}, "b": true, "z": null})
+        );
+    }
+
+    #[test]
+    fn records_share_their_page() {
+        let page: Arc<str> = Arc::from(r#"{"data":[{"id":"1"},{"id":"2","k\u00e9y":3}]}"#);
+        let items: Vec<&RawValue> = serde_json::from_str::<Value>(&page)
+            .map(|_| ())
+            .and_then(|()| {
+                #[derive(serde::Deserialize)]
+                struct P<'a> {
+                    #[serde(borrow)]
+                    data: Vec<&'a RawValue>,
+                }
+                serde_json::from_str::<P<'_>>(&page).map(|p| p.data)
+            })
+            .unwrap();
+        let records: Vec<Record> = items.iter().map(|r| Record::within(&page, r.get()).unwrap()).collect();
+        assert_eq!(records[1].get_str("id").as_deref(), Some("2"));
+        assert_eq!(records[1].get("kéy").unwrap().raw(), "3");
+        assert!(Arc::ptr_eq(&records[0].text, &page));
+    }
+
+    #[test]
+    fn a_repeated_key_reads_as_its_last_value() {
+        let r = Record::parse(r#"{"a": 1, "b": 2, "a": 3}"#).unwrap();
+        assert_eq!(r.get("a").unwrap().raw(), "3");
+        assert_eq!(r.unique_fields().len(), 2);
+        assert_eq!(Value::Object(r.to_map()), json!({"a": 3, "b": 2}));
+        assert_eq!(r.to_json(), r#"{"b":2,"a":3}"#);
+    }
+
+    #[test]
+    fn non_objects_and_broken_text_are_refused() {
+        for bad in ["[1]", "1", "\"x\"", "null", "{", "{\"a\":}", "{} x", ""] {
+            assert!(Record::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn with_and_overlay_build_new_records() {
+        let r = Record::parse(r#"{"id":"1","status":"Open","cf":{"a":"x","b":"y"}}"#).unwrap();
+        let w = r.with("module", &json!("tickets"));
+        assert_eq!(w.get_str("module").as_deref(), Some("tickets"));
+        let prev = Record::parse(r#"{"status":"On Hold","cf":{"b":"z"},"old":1}"#).unwrap();
+        assert_eq!(
+            Value::Object(r.overlaid(&prev).to_map()),
+            json!({"id": "1", "status": "On Hold", "cf": {"a": "x", "b": "z"}, "old": 1})
+        );
+        assert_eq!(Record::from_map(&r.to_map()), r);
+    }
+
+    #[test]
+    fn values_read_as_their_kind() {
+        assert_eq!(Json::new("[\"a\", 1]").items().unwrap().len(), 2);
+        assert_eq!(Json::new("{\"a\\u0041\": 1}").entries().unwrap()[0].0, "aA");
+        assert!(Json::new("\"x\"").as_number().is_none());
+        assert_eq!(Json::new("1.5").as_number().unwrap().as_f64(), Some(1.5));
+    }
+}
