@@ -135,13 +135,13 @@ impl Record {
         let mut known = Known::default();
         for (key, value) in entries {
             let at = u32::try_from(fields.len()).unwrap_or(u32::MAX);
-            known.note(&key, at);
-            let key = match key {
+            let key_at = match &key {
                 Cow::Borrowed(k) => span_of(text, k).map(Key::At),
-                Cow::Owned(k) => Some(Key::Owned(k.into_boxed_str())),
+                Cow::Owned(k) => Some(Key::Owned(k.clone().into_boxed_str())),
             };
-            if let (Some(key), Some(value)) = (key, span_of(text, value)) {
-                fields.push(Field { key, value });
+            if let (Some(key_at), Some(value)) = (key_at, span_of(text, value)) {
+                known.note(&key, at);
+                fields.push(Field { key: key_at, value });
             }
         }
         Self { text: text.clone(), fields, known }
@@ -149,15 +149,7 @@ impl Record {
 
     /// The value of `key` (its last occurrence).
     pub fn get(&self, key: &str) -> Option<Json<'_>> {
-        if let Some(at) = self.known.find(key) {
-            return at.and_then(|i| self.fields.get(i as usize)).map(|f| self.value(f));
-        }
-        // Compare lengths before slicing the text.
-        let same = |f: &&Field| match &f.key {
-            Key::At(s) => (s.end - s.start) as usize == key.len() && self.slice(*s) == key,
-            Key::Owned(k) => &**k == key,
-        };
-        self.fields.iter().rev().find(same).map(|f| self.value(f))
+        self.field(key).map(|f| self.value(f))
     }
 
     /// The record id, as Desk sends it (a string or a number).
@@ -235,6 +227,18 @@ impl Record {
     /// This record with `prev` laid over it: for an update with Desk's `prevState`, the record as it was
     /// before. Nested objects (`cf`) are merged key by key, since `prevState` lists only their changed keys.
     pub fn overlaid(&self, prev: &Record) -> Self {
+        let nested = |k: &str, v: Json<'_>| v.is_object() && prev.get(k).is_some_and(Json::is_object);
+        // Both read from one text (a webhook body holds payload and prevState) and nothing to merge below the
+        // top level: the before-image is that text with a new field list.
+        if Arc::ptr_eq(&self.text, &prev.text) && !self.fields().any(|(k, v)| nested(k, v)) {
+            let mut fields = Vec::with_capacity(self.fields.len() + prev.fields.len());
+            for f in &self.fields {
+                let value = prev.field(self.key(f)).map_or(f.value, |p| p.value);
+                fields.push(Field { key: f.key.clone(), value });
+            }
+            fields.extend(prev.fields.iter().filter(|p| self.field(prev.key(p)).is_none()).cloned());
+            return Self::with_fields(self.text.clone(), fields);
+        }
         let mut w = ObjectWriter::default();
         for (k, v) in self.unique_fields() {
             match prev.get(k) {
@@ -254,6 +258,30 @@ impl Record {
             }
         }
         Self::parse(&w.finish()).unwrap_or_default()
+    }
+
+    /// The last field named `key`.
+    fn field(&self, key: &str) -> Option<&Field> {
+        if let Some(at) = self.known.find(key) {
+            return at.and_then(|i| self.fields.get(i as usize));
+        }
+        // Compare lengths before slicing the text.
+        let same = |f: &&Field| match &f.key {
+            Key::At(s) => (s.end - s.start) as usize == key.len() && self.slice(*s) == key,
+            Key::Owned(k) => &**k == key,
+        };
+        self.fields.iter().rev().find(same)
+    }
+
+    /// A record of `fields` in `text`, with its known fields found.
+    fn with_fields(text: Arc<str>, fields: Vec<Field>) -> Self {
+        let mut record = Self { text, fields, known: Known::default() };
+        let mut known = Known::default();
+        for (i, f) in record.fields.iter().enumerate() {
+            known.note(record.key(f), u32::try_from(i).unwrap_or(u32::MAX));
+        }
+        record.known = known;
+        record
     }
 
     fn key<'a>(&'a self, f: &'a Field) -> &'a str {
@@ -455,6 +483,64 @@ impl<'de> Visitor<'de> for ItemsVisitor<'de> {
     }
 }
 
+/// A value read in place by [`InPlace`].
+pub enum Placed {
+    Object(Record),
+    Null,
+    /// Any other value (a string, a number, an array, a boolean).
+    Other,
+}
+
+/// Reads one value of a text being deserialised: an object becomes a record of `text` in the same pass.
+/// The deserialiser must read `text` itself (its borrowed strings are slices of it).
+pub struct InPlace<'t>(pub &'t Arc<str>);
+
+impl<'de> de::DeserializeSeed<'de> for InPlace<'de> {
+    type Value = Placed;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(PlacedVisitor(self.0))
+    }
+}
+
+struct PlacedVisitor<'t>(&'t Arc<str>);
+
+impl<'de> Visitor<'de> for PlacedVisitor<'de> {
+    type Value = Placed;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let entries = EntriesVisitor.visit_map(map)?.unwrap_or_default();
+        Ok(Placed::Object(Record::from_entries(self.0, entries)))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        drain_seq(seq).map(|()| Placed::Other)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Placed::Null)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Placed::Other)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Placed::Other)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Placed::Other)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Placed::Other)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Placed::Other)
+    }
+}
+
 /// A value read as object entries (`None` for any other value).
 struct Entries<'de>(Option<Vec<(Cow<'de, str>, &'de str)>>);
 
@@ -470,7 +556,7 @@ fn drain_seq<'de, A: de::SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
 }
 
 /// An object key, borrowed from the text unless it held escapes.
-struct KeyText<'de>(Cow<'de, str>);
+pub struct KeyText<'de>(pub Cow<'de, str>);
 
 impl<'de> de::Deserialize<'de> for KeyText<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -139,10 +139,19 @@ impl StreamSource {
         let now = chrono::Utc::now().timestamp_millis();
         let changes = match parsed {
             Parsed::Events(events) => {
+                // Counted per type once per delivery: a labelled counter lookup per event costs more than
+                // reading the event.
+                let mut counts: Vec<(&'static str, u64)> = Vec::new();
                 for ev in &events {
-                    metrics::counter!(WEBHOOK_EVENTS_TOTAL, "source" => self.name().to_owned(),
-                        "event_type" => webhook::event_type_label(&ev.event_type))
-                    .increment(1);
+                    let label = webhook::event_type_label(&ev.event_type);
+                    match counts.iter_mut().find(|(l, _)| *l == label) {
+                        Some((_, n)) => *n += 1,
+                        None => counts.push((label, 1)),
+                    }
+                }
+                for (label, n) in counts {
+                    metrics::counter!(WEBHOOK_EVENTS_TOTAL, "source" => self.name().to_owned(), "event_type" => label)
+                        .increment(n);
                 }
                 let mapped = webhook::map_events(&events, now);
                 if !mapped.skipped.is_empty() {
@@ -170,8 +179,14 @@ impl StreamSource {
                 "Skipped webhook events of modules not selected."
             );
         }
-        let lags: Vec<(crate::zoho::module::Module, i64)> =
-            changes.iter().map(|c| (c.module, now - c.source_ts_ms)).collect();
+        // The gauge keeps the last value set: per module, that of the delivery's last change.
+        let mut lags: Vec<(crate::zoho::module::Module, i64)> = Vec::new();
+        for c in &changes {
+            match lags.iter_mut().find(|(m, _)| *m == c.module) {
+                Some((_, lag)) => *lag = now - c.source_ts_ms,
+                None => lags.push((c.module, now - c.source_ts_ms)),
+            }
+        }
         // Commit in its own task: if the HTTP deadline passes, the transaction still finishes (or aborts)
         // cleanly instead of being cut off half-way, and the deliveries grouped with this one get answered.
         let verdict = match tokio::spawn(self.clone().group_commit(changes)).await {

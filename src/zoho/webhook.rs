@@ -27,9 +27,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::change::record::{Json, Kind, Record, RecordError};
+use crate::change::record::{InPlace, Json, KeyText, Kind, Placed, Record, RecordError};
 use crate::change::{ChangeEvent, Op, parse_desk_time, record_time_ms};
 use crate::zoho::catalog::module_for_event;
 use crate::zoho::module::Module;
@@ -148,45 +149,45 @@ pub struct Mapped {
     pub skipped: Vec<Skipped>,
 }
 
-/// Parses a body POSTed to the service URL of the source for org `expected_org`. The records keep the
-/// body's text (one copy of it) and are read in place.
+/// Parses a body POSTed to the service URL of the source for org `expected_org`. One pass over the body:
+/// the records (payloads, previous states) keep the body's text and are read in place.
 pub fn parse_delivery(body: &[u8], expected_org: &str) -> Result<Delivery, WebhookError> {
-    let not_json = |kind: &str| WebhookError::Malformed(format!("not JSON ({kind})"));
-    let text: Arc<str> = Arc::from(std::str::from_utf8(body).map_err(|_| not_json("syntax error"))?);
-    let raw: &RawValue =
-        serde_json::from_str(&text).map_err(|e| not_json(json_error_kind(&RecordError::from(e))))?;
-    let value = Json::new(raw.get());
-    match value.kind() {
-        Kind::Array => {
-            let items: Vec<&RawValue> = serde_json::from_str(value.raw())
-                .map_err(|e| not_json(json_error_kind(&RecordError::from(e))))?;
+    let not_json = |e: serde_json::Error| {
+        WebhookError::Malformed(format!("not JSON ({})", json_error_kind(&RecordError::from(e))))
+    };
+    let text: Arc<str> = Arc::from(
+        std::str::from_utf8(body).map_err(|_| WebhookError::Malformed("not JSON (syntax error)".into()))?,
+    );
+    let mut de = serde_json::Deserializer::from_str(&text);
+    let parsed = de.deserialize_any(BodyVisitor(&text)).map_err(not_json)?;
+    de.end().map_err(not_json)?;
+    match parsed {
+        Body::Batch(items) => {
             let events = items
                 .into_iter()
                 .enumerate()
-                .map(|(i, item)| parse_event(i, &text, Json::new(item.get()), expected_org))
+                .map(|(i, item)| match item {
+                    Some(event) => check_event(i, event, expected_org),
+                    None => Err(WebhookError::Malformed(format!("event {i}: not an object"))),
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Delivery::Events(events))
         }
-        Kind::Object => {
-            let o = Record::within(&text, value.raw()).map_err(|e| not_json(json_error_kind(&e)))?;
-            // Desk always sends an array; a lone event object is accepted as a batch of one.
-            if o.get("eventType").is_some() {
-                return Ok(Delivery::Events(vec![parse_event(0, &text, value, expected_org)?]));
-            }
-            match o.get("text") {
-                Some(t) if t.kind() == Kind::String => {
-                    let hints = parse_notification(&t.as_str().unwrap_or_default());
-                    if hints.is_empty() {
-                        Err(WebhookError::NoHint)
-                    } else {
-                        Ok(Delivery::Notification(hints))
-                    }
-                }
-                Some(_) => Err(WebhookError::Malformed("`text` is not a string".into())),
-                None => Err(WebhookError::Malformed("an object without `eventType` or `text`".into())),
-            }
+        // Desk always sends an array; a lone event object is accepted as a batch of one.
+        Body::Object(event) if event.event_type.is_some() => {
+            Ok(Delivery::Events(vec![check_event(0, event, expected_org)?]))
         }
-        _ => Err(WebhookError::Malformed("neither an array of events nor a notification object".into())),
+        Body::Object(object) => match object.text {
+            Some(t) if t.kind() == Kind::String => {
+                let hints = parse_notification(&t.as_str().unwrap_or_default());
+                if hints.is_empty() { Err(WebhookError::NoHint) } else { Ok(Delivery::Notification(hints)) }
+            }
+            Some(_) => Err(WebhookError::Malformed("`text` is not a string".into())),
+            None => Err(WebhookError::Malformed("an object without `eventType` or `text`".into())),
+        },
+        Body::Neither => {
+            Err(WebhookError::Malformed("neither an array of events nor a notification object".into()))
+        }
     }
 }
 
@@ -198,22 +199,139 @@ fn json_error_kind(e: &RecordError) -> &'static str {
     }
 }
 
-fn parse_event(
-    index: usize,
-    text: &Arc<str>,
-    item: Json<'_>,
-    expected_org: &str,
-) -> Result<DeskEvent, WebhookError> {
-    let malformed = |what: &str| WebhookError::Malformed(format!("event {index}: {what}"));
-    if item.kind() != Kind::Object {
-        return Err(malformed("not an object"));
+/// A body as read, before its events are checked.
+enum Body<'t> {
+    /// An array: each element an event object (`None` for an element that is not an object).
+    Batch(Vec<Option<RawEvent<'t>>>),
+    /// One object: a lone event or a workflow notification.
+    Object(RawEvent<'t>),
+    Neither,
+}
+
+/// The fields of one event (or notification) object the bridge reads; the rest is skipped.
+#[derive(Default)]
+struct RawEvent<'t> {
+    event_type: Option<Json<'t>>,
+    org_id: Option<Json<'t>>,
+    event_time: Option<Json<'t>>,
+    payload: Option<Placed>,
+    prev_state: Option<Placed>,
+    text: Option<Json<'t>>,
+}
+
+struct BodyVisitor<'t>(&'t Arc<str>);
+
+impl<'de> Visitor<'de> for BodyVisitor<'de> {
+    type Value = Body<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of events or an object")
     }
-    let o = Record::within(text, item.raw()).map_err(|_| malformed("not an object"))?;
-    let event_type = match o.get_str("eventType") {
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(1));
+        while let Some(item) = seq.next_element_seed(EventSeed(self.0))? {
+            items.push(item);
+        }
+        Ok(Body::Batch(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Ok(EventVisitor(self.0).visit_map(map)?.map_or(Body::Neither, Body::Object))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Body::Neither)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Body::Neither)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Body::Neither)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Body::Neither)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Body::Neither)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Body::Neither)
+    }
+}
+
+struct EventSeed<'t>(&'t Arc<str>);
+
+impl<'de> DeserializeSeed<'de> for EventSeed<'de> {
+    type Value = Option<RawEvent<'de>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(EventVisitor(self.0))
+    }
+}
+
+/// One event object (`None` for any other value).
+struct EventVisitor<'t>(&'t Arc<str>);
+
+impl<'de> Visitor<'de> for EventVisitor<'de> {
+    type Value = Option<RawEvent<'de>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an event object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut event = RawEvent::default();
+        let raw = |v: &'de RawValue| Some(Json::new(v.get()));
+        // A repeated key counts as its last value.
+        while let Some(KeyText(key)) = map.next_key()? {
+            match &*key {
+                "eventType" => event.event_type = raw(map.next_value()?),
+                "orgId" => event.org_id = raw(map.next_value()?),
+                "eventTime" => event.event_time = raw(map.next_value()?),
+                "text" => event.text = raw(map.next_value()?),
+                "payload" => event.payload = Some(map.next_value_seed(InPlace(self.0))?),
+                "prevState" => event.prev_state = Some(map.next_value_seed(InPlace(self.0))?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Some(event))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+fn check_event(index: usize, event: RawEvent<'_>, expected_org: &str) -> Result<DeskEvent, WebhookError> {
+    let malformed = |what: &str| WebhookError::Malformed(format!("event {index}: {what}"));
+    let event_type = match event.event_type.filter(|v| v.kind() == Kind::String).and_then(Json::as_str) {
         Some(s) if !s.is_empty() && s.len() <= 100 => s.into_owned(),
         _ => return Err(malformed("`eventType` missing or not a string")),
     };
-    let org_id = match o.get("orgId") {
+    let org_id = match event.org_id {
         Some(v) if v.kind() == Kind::String => v.as_str().unwrap_or_default().into_owned(),
         Some(v) if v.kind() == Kind::Number => v.as_number().map(|n| n.to_string()).unwrap_or_default(),
         _ => return Err(malformed("`orgId` missing")),
@@ -221,17 +339,17 @@ fn parse_event(
     if org_id.trim() != expected_org {
         return Err(WebhookError::OrgMismatch { expected: expected_org.to_owned(), got: short(&org_id) });
     }
-    let event_time_ms = o.get("eventTime").and_then(epoch_ms);
-    let object = |key: &str, what: &str| match o.get(key) {
-        Some(v) if v.kind() == Kind::Object => {
-            Record::within(text, v.raw()).map(Some).map_err(|_| malformed(what))
-        }
-        None => Ok(None),
-        Some(v) if v.is_null() => Ok(None),
-        Some(_) => Err(malformed(what)),
+    let event_time_ms = event.event_time.and_then(epoch_ms);
+    let payload = match event.payload {
+        Some(Placed::Object(p)) => p,
+        None | Some(Placed::Null) => Record::default(),
+        Some(Placed::Other) => return Err(malformed("`payload` is not an object")),
     };
-    let payload = object("payload", "`payload` is not an object")?.unwrap_or_default();
-    let prev_state = object("prevState", "`prevState` is not an object")?;
+    let prev_state = match event.prev_state {
+        Some(Placed::Object(p)) => Some(p),
+        None | Some(Placed::Null) => None,
+        Some(Placed::Other) => return Err(malformed("`prevState` is not an object")),
+    };
     // An event we map must name its record; one that does not is refused rather than half-written.
     if module_for_event(&event_type).is_some() && record_id(&payload).is_none() {
         return Err(malformed("`payload.id` missing or not an id"));
@@ -552,6 +670,23 @@ mod tests {
         // No prevState: the before-image is unknown.
         let c = one(json!({"eventType": "Agent_Update", "orgId": ORG, "payload": {"id": "1"}}));
         assert_eq!((c.op, c.before, c.module), (Op::Update, None, Module::Agents));
+    }
+
+    #[test]
+    fn flat_prev_state_overlays_in_place() {
+        let c = one(json!({
+            "eventType": "Ticket_Update", "orgId": ORG, "eventTime": "10",
+            "payload": {"id": "1", "status": "Closed", "modifiedTime": "2026-01-02T00:00:00.000Z", "x": 1},
+            "prevState": {"status": "Open", "modifiedTime": "2026-01-01T00:00:00.000Z", "gone": true}
+        }));
+        let before = c.before.unwrap();
+        assert_eq!(
+            Value::Object(before.to_map()),
+            json!({"id": "1", "status": "Open", "modifiedTime": "2026-01-01T00:00:00.000Z", "x": 1, "gone": true})
+        );
+        // The fields the pipeline reads by name are found in the new field list.
+        assert_eq!(crate::change::record_time_ms(&before), Some(1_767_225_600_000));
+        assert_eq!(before.id().as_deref(), Some("1"));
     }
 
     #[test]
