@@ -1,7 +1,7 @@
-//! The one way events reach Kafka: through the ordering guard, encoded, with a tombstone after every
-//! delete, in one producer call (one transaction in exactly-once mode) together with any state records.
-//! The guard lock is held until Kafka confirms, so a snapshot page and a webhook delivery of the same source
-//! can never interleave their check and their commit.
+//! The one way events reach Kafka: encoded (before the lock, see [`Writer::encode`]), through the ordering
+//! guard, with a tombstone after every delete, in one producer call (one transaction in exactly-once mode)
+//! together with any state records. The guard lock is held until Kafka confirms, so a snapshot page and a
+//! webhook delivery of the same source can never interleave their check and their commit.
 
 use super::ordering::OrderingGuard;
 use crate::avro::encoder::{EncodeError, Encoder};
@@ -46,6 +46,13 @@ impl Writer {
         self.guard.lock().await.deletes_since(module, seen)
     }
 
+    /// Encodes `events` for a later commit (no lock: this is the bulk of a commit's work, and it runs where
+    /// the events arise, side by side, while another commit holds the guard).
+    pub fn encode(&self, events: Vec<ChangeEvent>) -> Result<Vec<Ready>, EncodeError> {
+        let now = chrono::Utc::now().timestamp_millis();
+        events.into_iter().map(|event| Ready::new(&self.encoder, event, now)).collect()
+    }
+
     /// Commits `events` (filtered by the ordering guard) plus `state` records (`(key, JSON)` in the state
     /// topic) through `producer`. Returns only after Kafka acknowledged everything.
     pub async fn commit(
@@ -54,12 +61,9 @@ impl Writer {
         events: Vec<ChangeEvent>,
         state: Vec<(String, serde_json::Value)>,
     ) -> Result<Committed, CommitError> {
-        let mut guard = self.guard.lock().await;
-        let mut batch = Batch::new(events.len() + state.len());
-        let group = batch.add(&self.encoder, &guard, events)?;
-        batch.out.extend(state.into_iter().map(|(key, value)| self.state_record(key, &value)));
-        batch.write(self, producer, &mut guard).await?;
-        Ok(group)
+        let ready = self.encode(events)?;
+        let mut committed = self.commit_ready(producer, vec![ready], state).await?;
+        Ok(committed.pop().unwrap_or_default())
     }
 
     /// A record of the state topic (cursors, heartbeats): `key` → JSON.
@@ -71,18 +75,39 @@ impl Writer {
         }
     }
 
-    /// Commits several independent `groups` (concurrent webhook deliveries) in one producer call, so one
-    /// transaction serves them all. A group that cannot be encoded fails alone; a failed write fails all.
-    pub async fn commit_groups(
+    /// Commits several independent `groups` of encoded events (concurrent webhook deliveries) and `state`
+    /// records in one producer call, so one transaction serves them all; what each group wrote, in order.
+    pub async fn commit_ready(
         &self,
         producer: &TxProducer,
-        groups: Vec<Vec<ChangeEvent>>,
-    ) -> Result<Vec<Result<Committed, EncodeError>>, ProduceError> {
+        groups: Vec<Vec<Ready>>,
+        state: Vec<(String, serde_json::Value)>,
+    ) -> Result<Vec<Committed>, CommitError> {
         let mut guard = self.guard.lock().await;
-        let mut batch = Batch::new(groups.iter().map(Vec::len).sum());
-        let results: Vec<_> = groups.into_iter().map(|g| batch.add(&self.encoder, &guard, g)).collect();
+        let mut batch = Batch::new(groups.iter().map(Vec::len).sum::<usize>() + state.len());
+        let results =
+            groups.into_iter().map(|g| batch.add(&self.encoder, &guard, g)).collect::<Result<Vec<_>, _>>()?;
+        batch.out.extend(state.into_iter().map(|(key, value)| self.state_record(key, &value)));
         batch.write(self, producer, &mut guard).await?;
         Ok(results)
+    }
+}
+
+/// An event encoded ahead of its commit, with the version the ordering guard judges it by.
+pub struct Ready {
+    event: ChangeEvent,
+    version: i64,
+    record: OutRecord,
+}
+
+impl Ready {
+    fn new(encoder: &Encoder, event: ChangeEvent, now: i64) -> Result<Self, EncodeError> {
+        let record = OutRecord {
+            topic: encoder.topic(event.module),
+            key: encoder.encode_key(event.module, &event.id)?,
+            value: Some(encoder.encode_value(&event, now)?),
+        };
+        Ok(Self { version: super::ordering::version_of(&event), event, record })
     }
 }
 
@@ -109,50 +134,49 @@ impl Batch {
         }
     }
 
-    /// Admits and encodes one group. On an encoding error nothing of the group enters the batch.
+    /// Admits one group. On an encoding error nothing of the group enters the batch.
     fn add(
         &mut self,
         encoder: &Encoder,
         guard: &OrderingGuard,
-        events: Vec<ChangeEvent>,
+        group: Vec<Ready>,
     ) -> Result<Committed, EncodeError> {
-        let mut admitted: Vec<(ChangeEvent, i64)> = Vec::with_capacity(events.len());
-        let mut mine = Seen::with_capacity_and_hasher(events.len(), Default::default());
+        let mut admitted: Vec<Ready> = Vec::with_capacity(group.len());
+        let mut mine = Seen::with_capacity_and_hasher(group.len(), Default::default());
         let mut stale = 0;
-        for mut e in events {
-            let v = super::ordering::version_of(&e);
-            let key = (e.module, e.id.clone());
-            let newer = |(pv, op): &(i64, Op)| *pv > v || (*pv == v && *op == e.op);
+        for mut r in group {
+            let (v, op) = (r.version, r.event.op);
+            let key = (r.event.module, r.event.id.clone());
+            let newer = |(pv, pop): &(i64, Op)| *pv > v || (*pv == v && *pop == op);
             let superseded = self.seen.get(&key).is_some_and(|s| s.iter().any(newer))
                 || mine.get(&key).is_some_and(|s| s.iter().any(newer));
-            if superseded || !guard.admits_version(&e, v) {
+            if superseded || !guard.admits_version(&r.event, v) {
                 stale += 1;
                 continue;
             }
-            if e.op == Op::Read && guard.knows(e.module, &e.id) {
+            if op == Op::Read && guard.knows(r.event.module, &r.event.id) {
                 // A snapshot re-read (after a rewind) that finds a newer version reports an update, so every
                 // key keeps exactly one `r`.
-                e.op = Op::Update;
-                e.snapshot = None;
+                r.event.op = Op::Update;
+                r.event.snapshot = None;
+                r.record.value = Some(encoder.encode_value(&r.event, self.now)?);
             }
-            mine.entry(key).or_default().push((v, e.op));
-            admitted.push((e, v));
-        }
-        let mut out = Vec::with_capacity(admitted.len() + 1);
-        for (e, _) in &admitted {
-            let (topic, key) = (encoder.topic(e.module), encoder.encode_key(e.module, &e.id)?);
-            let value = Some(encoder.encode_value(e, self.now)?);
-            if e.op == Op::Delete {
-                out.push(OutRecord { topic: topic.clone(), key: key.clone(), value });
-                // The tombstone lets log compaction forget the record.
-                out.push(OutRecord { topic, key, value: None });
-            } else {
-                out.push(OutRecord { topic, key, value });
-            }
+            mine.entry(key).or_default().push((v, r.event.op));
+            admitted.push(r);
         }
         let events = admitted.len();
-        self.out.append(&mut out);
-        self.admitted.append(&mut admitted);
+        for r in admitted {
+            if r.event.op == Op::Delete {
+                // The tombstone lets log compaction forget the record.
+                let tombstone =
+                    OutRecord { topic: r.record.topic.clone(), key: r.record.key.clone(), value: None };
+                self.out.push(r.record);
+                self.out.push(tombstone);
+            } else {
+                self.out.push(r.record);
+            }
+            self.admitted.push((r.event, r.version));
+        }
         for (key, mut versions) in mine {
             self.seen.entry(key).or_default().append(&mut versions);
         }

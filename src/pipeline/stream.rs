@@ -3,6 +3,7 @@
 //! one and then share it (group commit): one Kafka transaction serves them all, so throughput grows with
 //! concurrency instead of being capped at one transaction per delivery.
 
+use super::commit::{CommitError, Ready};
 use super::source::SourceRuntime;
 use crate::avro::encoder::EncodeError;
 use crate::change::{ChangeEvent, Op, Record, record_time_ms};
@@ -26,9 +27,9 @@ use tokio::sync::oneshot;
 /// Events one group transaction takes at most; later deliveries wait for the next one.
 const MAX_GROUP_EVENTS: usize = 5_000;
 
-/// A delivery's changes waiting for the next group commit, with where to send its verdict.
+/// A delivery's changes, encoded, waiting for the next group commit, with where to send its verdict.
 struct Pending {
-    changes: Vec<ChangeEvent>,
+    changes: Vec<Ready>,
     reply: oneshot::Sender<Verdict>,
 }
 
@@ -187,6 +188,11 @@ impl StreamSource {
                 None => lags.push((c.module, now - c.source_ts_ms)),
             }
         }
+        // Encoded here, side by side with other deliveries and while another group commits.
+        let changes = match self.runtime.writer.encode(changes) {
+            Ok(ready) => ready,
+            Err(error) => return self.encode_verdict(error),
+        };
         // Commit in its own task: if the HTTP deadline passes, the transaction still finishes (or aborts)
         // cleanly instead of being cut off half-way, and the deliveries grouped with this one get answered.
         let verdict = match tokio::spawn(self.clone().group_commit(changes)).await {
@@ -204,7 +210,7 @@ impl StreamSource {
 
     /// Queues `changes`, then commits every queued delivery (up to [`MAX_GROUP_EVENTS`]) once no other
     /// commit runs. A delivery another task already committed finds its verdict waiting.
-    async fn group_commit(self: Arc<Self>, changes: Vec<ChangeEvent>) -> Verdict {
+    async fn group_commit(self: Arc<Self>, changes: Vec<Ready>) -> Verdict {
         let (reply, verdict) = oneshot::channel();
         match self.pending.lock() {
             Ok(mut queue) => queue.push_back(Pending { changes, reply }),
@@ -245,34 +251,34 @@ impl StreamSource {
         metrics::histogram!(WEBHOOK_GROUP_DELIVERIES, "source" => self.name().to_owned())
             .record(group.len() as f64);
         let (changes, replies): (Vec<_>, Vec<_>) = group.into_iter().map(|p| (p.changes, p.reply)).unzip();
-        let verdicts: Vec<Verdict> = match self.runtime.writer.commit_groups(&self.producer, changes).await {
-            Ok(results) => results.into_iter().map(|r| self.encode_verdict(r.err())).collect(),
-            Err(ProduceError::Fenced(id)) => {
+        let verdict = match self.runtime.writer.commit_ready(&self.producer, changes, Vec::new()).await {
+            Ok(_) => Verdict::Accepted,
+            Err(CommitError::Produce(ProduceError::Fenced(id))) => {
                 tracing::error!(source = self.name(), transactional_id = %id, "Another bridge instance took over this source's stream; refusing deliveries.");
-                vec![Verdict::Unavailable("another instance owns this source".into()); replies.len()]
+                Verdict::Unavailable("another instance owns this source".into())
             }
             Err(error) => {
                 tracing::warn!(source = self.name(), %error, deliveries = replies.len(), "Webhook deliveries not committed; answering 503.");
-                vec![Verdict::Unavailable("Kafka unavailable".into()); replies.len()]
+                Verdict::Unavailable("Kafka unavailable".into())
             }
         };
+        let verdicts = vec![verdict; replies.len()];
         for (reply, verdict) in replies.into_iter().zip(verdicts) {
             // The delivery's task may be gone (its client hung up); its events are committed either way.
             let _ = reply.send(verdict);
         }
     }
 
-    /// A group that could not be encoded: the registry's outage is ours (503, Desk retries); a record that
-    /// fits no schema is the delivery's (400).
-    fn encode_verdict(&self, error: Option<EncodeError>) -> Verdict {
+    /// A delivery that could not be encoded: the registry's outage is ours (503, Desk retries); a record
+    /// that fits no schema is the delivery's (400).
+    fn encode_verdict(&self, error: EncodeError) -> Verdict {
         match error {
-            None => Verdict::Accepted,
-            Some(error @ (EncodeError::Convert { .. } | EncodeError::Avro { .. })) => {
+            error @ (EncodeError::Convert { .. } | EncodeError::Avro { .. }) => {
                 webhook_rejected(self.name(), "unconvertible");
                 tracing::warn!(source = self.name(), %error, "Webhook delivery cannot be encoded; answering 400.");
                 Verdict::Malformed(error.to_string())
             }
-            Some(error) => {
+            error => {
                 tracing::warn!(source = self.name(), %error, "Webhook delivery not encoded; answering 503.");
                 Verdict::Unavailable("schema registry unavailable".into())
             }
