@@ -11,7 +11,6 @@ use crate::secret::Secret;
 use crate::zoho::client::{ClientOptions, DeskClient};
 use crate::zoho::error::ZohoError;
 use crate::zoho::jwks::JwksVerifier;
-use crate::zoho::registry::http_client;
 use crate::zoho::registry::{DeskRegistry, shared_client_warnings};
 use crate::zoho::subscription;
 use std::sync::{Arc, Mutex};
@@ -159,8 +158,10 @@ async fn stream_source(runtime: Arc<SourceRuntime>, desk: DeskClient) -> Result<
         .map_err(desk_err)?
         .ok_or_else(|| AppError::NoSecret(name.clone()))?;
     let verifier = if settings.verify_jwt {
-        let http = http_client(&ClientOptions::default()).map_err(desk_err)?;
-        Some(JwksVerifier::new(&settings.desk_base().map_err(|e| AppError::Config(e.to_string()))?, http))
+        Some(JwksVerifier::new(
+            &settings.desk_base().map_err(|e| AppError::Config(e.to_string()))?,
+            desk.http(),
+        ))
     } else {
         None
     };

@@ -42,6 +42,9 @@ impl<'s> Plan<'s> {
     }
 }
 
+/// Schemas with up to this many fields (all the shipped ones) keep their per-record slots on the stack.
+const STACK_SLOTS: usize = 64;
+
 /// `["null", T]`, null first, with `T` accepted by `inner`.
 fn is_nullable(schema: &Schema, inner: impl Fn(&Schema) -> bool) -> bool {
     match schema {
@@ -53,7 +56,15 @@ fn is_nullable(schema: &Schema, inner: impl Fn(&Schema) -> bool) -> bool {
 /// Appends the Avro binary of `record` under the plan's schema to `out`.
 pub fn write_record(plan: &Plan<'_>, record: &Record, out: &mut Vec<u8>) -> Result<(), ConvertError> {
     // Each field's value (a repeated key keeps its last), in schema order; the rest is bound for `extra`.
-    let mut slots: Vec<Option<Json<'_>>> = vec![None; plan.fields.len()];
+    let mut on_stack = [None; STACK_SLOTS];
+    let mut on_heap = Vec::new();
+    let slots: &mut [Option<Json<'_>>] = match on_stack.get_mut(..plan.fields.len()) {
+        Some(slots) => slots,
+        None => {
+            on_heap.resize(plan.fields.len(), None);
+            &mut on_heap
+        }
+    };
     let mut rest: Vec<(&str, Rest<'_>)> = Vec::new();
     for (key, value) in record.fields() {
         match plan.index.get(key) {
@@ -62,7 +73,7 @@ pub fn write_record(plan: &Plan<'_>, record: &Record, out: &mut Vec<u8>) -> Resu
             _ => rest.push((key, Rest::Json(value))),
         }
     }
-    for (field, slot) in plan.fields.iter().zip(slots) {
+    for (field, slot) in plan.fields.iter().zip(slots.iter()) {
         let value = slot.filter(|v| !v.is_null());
         match field.name.as_str() {
             // Read as the record reads it, so a repeated `id` counts as its last value there too.

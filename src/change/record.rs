@@ -116,7 +116,10 @@ impl Record {
         if span_of(text, raw).is_none() {
             return Self::parse(raw);
         }
-        Ok(Self::from_entries(text, object_entries(raw)?))
+        let mut de = serde_json::Deserializer::from_str(raw);
+        let record = de.deserialize_any(FieldsVisitor(text))?;
+        de.end()?;
+        record.ok_or(RecordError::NotAnObject)
     }
 
     /// The records of a list page: the array under `key` of the JSON object `text` (items that are not
@@ -127,24 +130,6 @@ impl Record {
         let list = de.deserialize_any(ListVisitor { key, text })?;
         de.end()?;
         Ok(list)
-    }
-
-    /// `entries` are slices of `text`.
-    fn from_entries(text: &Arc<str>, entries: Vec<(Cow<'_, str>, &str)>) -> Self {
-        let mut fields = Vec::with_capacity(entries.len());
-        let mut known = Known::default();
-        for (key, value) in entries {
-            let at = u32::try_from(fields.len()).unwrap_or(u32::MAX);
-            let key_at = match &key {
-                Cow::Borrowed(k) => span_of(text, k).map(Key::At),
-                Cow::Owned(k) => Some(Key::Owned(k.clone().into_boxed_str())),
-            };
-            if let (Some(key_at), Some(value)) = (key_at, span_of(text, value)) {
-                known.note(&key, at);
-                fields.push(Field { key: key_at, value });
-            }
-        }
-        Self { text: text.clone(), fields, known }
     }
 
     /// The value of `key` (its last occurrence).
@@ -285,8 +270,12 @@ impl Record {
     }
 
     fn key<'a>(&'a self, f: &'a Field) -> &'a str {
+        Self::key_in(&self.text, f)
+    }
+
+    fn key_in<'a>(text: &'a str, f: &'a Field) -> &'a str {
         match &f.key {
-            Key::At(s) => self.slice(*s),
+            Key::At(s) => slice(text, *s),
             Key::Owned(k) => k,
         }
     }
@@ -296,8 +285,7 @@ impl Record {
     }
 
     fn slice(&self, s: Span) -> &str {
-        // Spans are made from slices of this very text, so they lie on character boundaries.
-        self.text.get(s.start as usize..s.end as usize).unwrap_or_default()
+        slice(&self.text, s)
     }
 }
 
@@ -312,6 +300,11 @@ impl PartialEq for Record {
     fn eq(&self, other: &Self) -> bool {
         self.to_map() == other.to_map()
     }
+}
+
+/// The text at `s`. Spans are made from slices of the very text, so they lie on character boundaries.
+fn slice(text: &str, s: Span) -> &str {
+    text.get(s.start as usize..s.end as usize).unwrap_or_default()
 }
 
 /// Where `part` (a slice of `text`) lies in it.
@@ -344,7 +337,7 @@ impl<'de> Visitor<'de> for EntriesVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::with_capacity(map.size_hint().unwrap_or(32));
+        let mut out = Vec::with_capacity(map.size_hint().unwrap_or(FIELDS_HINT));
         while let Some(KeyText(key)) = map.next_key()? {
             let value: &'de RawValue = map.next_value()?;
             out.push((key, value.get()));
@@ -450,10 +443,8 @@ impl<'de> Visitor<'de> for ItemsVisitor<'de> {
 
     fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(100));
-        while let Some(Entries(entries)) = seq.next_element()? {
-            if let Some(entries) = entries {
-                out.push(Record::from_entries(self.0, entries));
-            }
+        while let Some(record) = seq.next_element_seed(RecordSeed(self.0))? {
+            out.extend(record);
         }
         Ok(out)
     }
@@ -513,8 +504,7 @@ impl<'de> Visitor<'de> for PlacedVisitor<'de> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        let entries = EntriesVisitor.visit_map(map)?.unwrap_or_default();
-        Ok(Placed::Object(Record::from_entries(self.0, entries)))
+        Ok(FieldsVisitor(self.0).visit_map(map)?.map_or(Placed::Other, Placed::Object))
     }
 
     fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
@@ -541,14 +531,77 @@ impl<'de> Visitor<'de> for PlacedVisitor<'de> {
     }
 }
 
-/// A value read as object entries (`None` for any other value).
-struct Entries<'de>(Option<Vec<(Cow<'de, str>, &'de str)>>);
+/// A value read as a record of the text (`None` for any value but an object).
+struct RecordSeed<'t>(&'t Arc<str>);
 
-impl<'de> de::Deserialize<'de> for Entries<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(EntriesVisitor).map(Entries)
+impl<'de> de::DeserializeSeed<'de> for RecordSeed<'de> {
+    type Value = Option<Record>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(FieldsVisitor(self.0))
     }
 }
+
+/// An object read straight into a record: each key and value as a span of the text being deserialised,
+/// which must be `text` itself (or a slice of it).
+struct FieldsVisitor<'t>(&'t Arc<str>);
+
+impl<'de> Visitor<'de> for FieldsVisitor<'de> {
+    /// `None` for any JSON value but an object.
+    type Value = Option<Record>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let text = self.0;
+        // Desk records have some 60 fields; growing from a small vector cost two copies of each.
+        let mut fields = Vec::with_capacity(FIELDS_HINT);
+        let mut known = Known::default();
+        while let Some(KeyText(key)) = map.next_key()? {
+            let value: &'de RawValue = map.next_value()?;
+            let at = u32::try_from(fields.len()).unwrap_or(u32::MAX);
+            let key_at = match key {
+                Cow::Borrowed(k) => span_of(text, k).map(Key::At),
+                Cow::Owned(k) => Some(Key::Owned(k.into_boxed_str())),
+            };
+            // Both are slices of `text`, so both spans exist.
+            if let (Some(key_at), Some(value)) = (key_at, span_of(text, value.get())) {
+                let field = Field { key: key_at, value };
+                known.note(Record::key_in(text, &field), at);
+                fields.push(field);
+            }
+        }
+        Ok(Some(Record { text: text.clone(), fields, known }))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        drain_seq(seq).map(|()| None)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// Fields a record vector starts with room for.
+const FIELDS_HINT: usize = 64;
 
 fn drain_seq<'de, A: de::SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
     while seq.next_element::<de::IgnoredAny>()?.is_some() {}
@@ -678,8 +731,14 @@ pub struct ObjectWriter {
 impl ObjectWriter {
     pub fn field(&mut self, key: &str, raw_value: &str) {
         self.out.push(if self.out.is_empty() { '{' } else { ',' });
-        // Escaping a string cannot fail.
-        self.out.push_str(&serde_json::to_string(key).unwrap_or_default());
+        if key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            self.out.push('"');
+            self.out.push_str(key);
+            self.out.push('"');
+        } else {
+            // Escaping a string cannot fail.
+            self.out.push_str(&serde_json::to_string(key).unwrap_or_default());
+        }
         self.out.push(':');
         self.out.push_str(raw_value);
     }

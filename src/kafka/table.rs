@@ -25,14 +25,46 @@ pub enum TableError {
 
 /// The ids whose latest committed record in `topic` is a value, not a tombstone.
 pub async fn live_keys(settings: &KafkaSettings, topic: &str) -> Result<HashSet<String>, TableError> {
-    let cfg = read_committed_config(settings, "zoho-desk-cdc-table-reader");
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || read_keys(cfg, &topic)).await.map_err(|_| TableError::Join)?
+    TableReader::new(settings).live_keys(topic).await
 }
 
-fn read_keys(cfg: rdkafka::ClientConfig, topic: &str) -> Result<HashSet<String>, TableError> {
+/// Reads topics one after another through one consumer: a load reads every module's topic, and creating a
+/// librdkafka client (threads, connections, metadata) per topic cost more than reading a small topic.
+pub struct TableReader {
+    cfg: rdkafka::ClientConfig,
+    consumer: Option<BaseConsumer>,
+}
+
+impl TableReader {
+    pub fn new(settings: &KafkaSettings) -> Self {
+        Self { cfg: read_committed_config(settings, "zoho-desk-cdc-table-reader"), consumer: None }
+    }
+
+    /// The ids whose latest committed record in `topic` is a value, not a tombstone.
+    pub async fn live_keys(&mut self, topic: &str) -> Result<HashSet<String>, TableError> {
+        let (cfg, consumer, topic) = (self.cfg.clone(), self.consumer.take(), topic.to_owned());
+        let (consumer, live) = tokio::task::spawn_blocking(move || {
+            let consumer = match consumer {
+                Some(c) => c,
+                None => match cfg.create() {
+                    Ok(c) => c,
+                    Err(source) => return (None, Err(TableError::Read { topic, source })),
+                },
+            };
+            let live = read_keys(&consumer, &topic);
+            // Nothing stays assigned between topics (an assigned partition keeps being fetched).
+            let _ = consumer.unassign();
+            (Some(consumer), live)
+        })
+        .await
+        .map_err(|_| TableError::Join)?;
+        self.consumer = consumer;
+        live
+    }
+}
+
+fn read_keys(consumer: &BaseConsumer, topic: &str) -> Result<HashSet<String>, TableError> {
     let err = |source| TableError::Read { topic: topic.to_owned(), source };
-    let consumer: BaseConsumer = cfg.create().map_err(err)?;
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(15)).map_err(err)?;
     let partitions: Vec<i32> =
         metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();

@@ -117,12 +117,48 @@ struct Batch {
     out: Vec<OutRecord>,
     /// With the version each carries.
     admitted: Vec<(ChangeEvent, i64)>,
-    /// (version, op) of every admitted event by key: within a batch the guard must also see earlier events
-    /// of the same key, and a map keeps a whole page (or many grouped deliveries) linear.
+    /// The newest version admitted per key: within a batch the guard must also see earlier events of the
+    /// same key, and a map keeps a whole page (or many grouped deliveries) linear.
     seen: Seen,
 }
 
-type Seen = HashMap<(Module, String), Vec<(i64, Op)>, foldhash::fast::RandomState>;
+type Seen = HashMap<(Module, String), Newest, foldhash::fast::RandomState>;
+
+/// The newest version admitted for a key, and the operations admitted at it.
+#[derive(Debug, Clone, Copy)]
+struct Newest {
+    version: i64,
+    ops: u8,
+}
+
+impl Newest {
+    fn bit(op: Op) -> u8 {
+        match op {
+            Op::Read => 1,
+            Op::Create => 2,
+            Op::Update => 4,
+            Op::Delete => 8,
+        }
+    }
+
+    fn of(version: i64, op: Op) -> Self {
+        Self { version, ops: Self::bit(op) }
+    }
+
+    /// An event of version `v` doing `op` repeats or is older than one already admitted.
+    fn supersedes(&self, v: i64, op: Op) -> bool {
+        self.version > v || (self.version == v && self.ops & Self::bit(op) != 0)
+    }
+
+    /// What this and `other` admitted together.
+    fn with(self, other: Self) -> Self {
+        match self.version.cmp(&other.version) {
+            std::cmp::Ordering::Greater => self,
+            std::cmp::Ordering::Less => other,
+            std::cmp::Ordering::Equal => Self { version: self.version, ops: self.ops | other.ops },
+        }
+    }
+}
 
 impl Batch {
     fn new(capacity: usize) -> Self {
@@ -147,9 +183,8 @@ impl Batch {
         for mut r in group {
             let (v, op) = (r.version, r.event.op);
             let key = (r.event.module, r.event.id.clone());
-            let newer = |(pv, pop): &(i64, Op)| *pv > v || (*pv == v && *pop == op);
-            let superseded = self.seen.get(&key).is_some_and(|s| s.iter().any(newer))
-                || mine.get(&key).is_some_and(|s| s.iter().any(newer));
+            let superseded = self.seen.get(&key).is_some_and(|n| n.supersedes(v, op))
+                || mine.get(&key).is_some_and(|n| n.supersedes(v, op));
             if superseded || !guard.admits_version(&r.event, v) {
                 stale += 1;
                 continue;
@@ -161,7 +196,8 @@ impl Batch {
                 r.event.snapshot = None;
                 r.record.value = Some(encoder.encode_value(&r.event, self.now)?);
             }
-            mine.entry(key).or_default().push((v, r.event.op));
+            let admitted_now = Newest::of(v, r.event.op);
+            mine.entry(key).and_modify(|n| *n = n.with(admitted_now)).or_insert(admitted_now);
             admitted.push(r);
         }
         let events = admitted.len();
@@ -177,8 +213,8 @@ impl Batch {
             }
             self.admitted.push((r.event, r.version));
         }
-        for (key, mut versions) in mine {
-            self.seen.entry(key).or_default().append(&mut versions);
+        for (key, n) in mine {
+            self.seen.entry(key).and_modify(|s| *s = s.with(n)).or_insert(n);
         }
         Ok(Committed { events, stale })
     }

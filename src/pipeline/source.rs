@@ -165,11 +165,13 @@ impl SourceRuntime {
         }
         let producer = &self.snapshot_producer;
         let total = plan.len();
+        let mut tables = table::TableReader::new(&self.kafka);
         for (i, (module, mut cursor)) in plan.into_iter().enumerate() {
             let resumed = cursor.pages > 0;
             let live = if resumed || deletions::applies(module) {
                 let topic = self.writer.encoder.topic(module);
-                table::live_keys(&self.kafka, &topic)
+                tables
+                    .live_keys(&topic)
                     .await
                     .map_err(|error| SourceError::Table { source_name: name.clone(), error })?
             } else {

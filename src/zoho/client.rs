@@ -282,6 +282,12 @@ impl DeskClient {
         }
     }
 
+    /// The HTTP client this one calls through (shared by the source's other Desk-host calls, such as the
+    /// JWKS: building one loads the system's CA certificates).
+    pub fn http(&self) -> reqwest::Client {
+        self.inner.http.clone()
+    }
+
     /// Token and quota state for `/status` (no secrets).
     pub fn status(&self) -> Value {
         serde_json::json!({
