@@ -11,6 +11,35 @@ use serde_json::{Map, Number, Value};
 use std::borrow::Cow;
 use std::sync::Arc;
 
+/// The scalar `visit_*` methods of a visitor that reads every scalar as `$value` (and null as `$null`, by
+/// default the same): the visitors here look for objects and arrays and pass over the rest.
+macro_rules! scalars_as {
+    ($value:expr) => {
+        scalars_as!($value, null: $value);
+    };
+    ($value:expr, null: $null:expr) => {
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok($null)
+        }
+    };
+}
+pub(crate) use scalars_as;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
     /// Messages never quote the input (it holds customer data).
@@ -349,24 +378,7 @@ impl<'de> Visitor<'de> for EntriesVisitor {
         drain_seq(seq).map(|()| None)
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
+    scalars_as!(None);
 }
 
 /// A list page: the array under `key` becomes records of `text`; other fields are kept raw.
@@ -387,7 +399,7 @@ impl<'de> Visitor<'de> for ListVisitor<'_, 'de> {
         while let Some(KeyText(key)) = map.next_key()? {
             if key == self.key {
                 // A repeated key counts as its last value.
-                list.records = map.next_value_seed(ItemsSeed(self.text))?;
+                list.records = map.next_value_seed(ItemsVisitor(self.text))?;
             } else {
                 let value: &'de RawValue = map.next_value()?;
                 list.rest.push((key, Json(value.get())));
@@ -400,39 +412,20 @@ impl<'de> Visitor<'de> for ListVisitor<'_, 'de> {
         drain_seq(seq).map(|()| None)
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
+    scalars_as!(None);
 }
 
-/// The objects of an array, as records of the text; anything else is no records.
-struct ItemsSeed<'t>(&'t Arc<str>);
+/// The objects of an array, as records of the text (anything else is no records); each item is read once,
+/// straight into its fields.
+struct ItemsVisitor<'t>(&'t Arc<str>);
 
-impl<'de> de::DeserializeSeed<'de> for ItemsSeed<'de> {
+impl<'de> de::DeserializeSeed<'de> for ItemsVisitor<'de> {
     type Value = Vec<Record>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(ItemsVisitor(self.0))
+        d.deserialize_any(self)
     }
 }
-
-/// Each item is read once, straight into its entries.
-struct ItemsVisitor<'t>(&'t Arc<str>);
 
 impl<'de> Visitor<'de> for ItemsVisitor<'de> {
     type Value = Vec<Record>;
@@ -443,7 +436,7 @@ impl<'de> Visitor<'de> for ItemsVisitor<'de> {
 
     fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(100));
-        while let Some(record) = seq.next_element_seed(RecordSeed(self.0))? {
+        while let Some(record) = seq.next_element_seed(FieldsVisitor(self.0))? {
             out.extend(record);
         }
         Ok(out)
@@ -454,24 +447,7 @@ impl<'de> Visitor<'de> for ItemsVisitor<'de> {
         Ok(Vec::new())
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Vec::new())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Vec::new())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Vec::new())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Vec::new())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Vec::new())
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Vec::new())
-    }
+    scalars_as!(Vec::new());
 }
 
 /// A value read in place by [`InPlace`].
@@ -511,40 +487,20 @@ impl<'de> Visitor<'de> for PlacedVisitor<'de> {
         drain_seq(seq).map(|()| Placed::Other)
     }
 
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Placed::Null)
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Placed::Other)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Placed::Other)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Placed::Other)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Placed::Other)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Placed::Other)
-    }
-}
-
-/// A value read as a record of the text (`None` for any value but an object).
-struct RecordSeed<'t>(&'t Arc<str>);
-
-impl<'de> de::DeserializeSeed<'de> for RecordSeed<'de> {
-    type Value = Option<Record>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(FieldsVisitor(self.0))
-    }
+    scalars_as!(Placed::Other, null: Placed::Null);
 }
 
 /// An object read straight into a record: each key and value as a span of the text being deserialised,
 /// which must be `text` itself (or a slice of it).
 struct FieldsVisitor<'t>(&'t Arc<str>);
+
+impl<'de> de::DeserializeSeed<'de> for FieldsVisitor<'de> {
+    type Value = Option<Record>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
 
 impl<'de> Visitor<'de> for FieldsVisitor<'de> {
     /// `None` for any JSON value but an object.
@@ -580,24 +536,7 @@ impl<'de> Visitor<'de> for FieldsVisitor<'de> {
         drain_seq(seq).map(|()| None)
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
+    scalars_as!(None);
 }
 
 /// Fields a record vector starts with room for.

@@ -210,7 +210,8 @@ impl DeskClient {
         path: &str,
         query: &[(String, String)],
     ) -> Result<Option<Value>, ZohoError> {
-        self.call(Method::GET, endpoint, path, query, None, classify(path, query)).await
+        let body = self.call(Method::GET, endpoint, path, query, None, classify(path, query)).await?;
+        self.json(endpoint, body)
     }
 
     /// A write (`POST`/`PATCH`/`DELETE`) with an optional JSON body; `Ok(None)` on 204. Retried like reads,
@@ -223,7 +224,8 @@ impl DeskClient {
         body: Option<&Value>,
     ) -> Result<Option<Value>, ZohoError> {
         let endpoint = endpoint_label(path);
-        self.call(method, &endpoint, path, query, body, CallKind::Write).await
+        let answer = self.call(method, &endpoint, path, query, body, CallKind::Write).await?;
+        self.json(&endpoint, answer)
     }
 
     /// One list page: `from` exactly as sent to Desk, `limit` records at most. Empty on 204. The records
@@ -241,7 +243,7 @@ impl DeskClient {
         let body = self
             .call(Method::GET, &endpoint, path, &query, None, CallKind::Page { from: from.into() })
             .await?;
-        Ok(body.map(extract_records).unwrap_or_default())
+        Ok(self.json(&endpoint, body)?.map(extract_records).unwrap_or_default())
     }
 
     /// One search page (`from` is 0-based on search endpoints) with Desk's total `count`.
@@ -258,7 +260,7 @@ impl DeskClient {
         let body = self
             .call(Method::GET, &endpoint, path, &query, None, CallKind::Page { from: from.into() })
             .await?;
-        Ok(match body {
+        Ok(match self.json(&endpoint, body)? {
             None => SearchPage::default(),
             Some(v) => {
                 let count = v.get("count").and_then(|c| c.as_u64().or_else(|| c.as_str()?.parse().ok()));
@@ -278,7 +280,7 @@ impl DeskClient {
         let endpoint = format!("{}/{{id}}", endpoint_label(path));
         match self.call(Method::GET, &endpoint, &full, query, None, CallKind::Detail).await {
             Err(e) if e.is_not_found() => Ok(None),
-            other => other,
+            other => self.json(&endpoint, other?),
         }
     }
 
@@ -306,8 +308,7 @@ impl DeskClient {
         path: &str,
         query: &[(String, String)],
     ) -> Result<Option<Arc<str>>, ZohoError> {
-        let Some(body) =
-            self.call_body(Method::GET, endpoint, path, query, None, classify(path, query)).await?
+        let Some(body) = self.call(Method::GET, endpoint, path, query, None, classify(path, query)).await?
         else {
             return Ok(None);
         };
@@ -325,22 +326,13 @@ impl DeskClient {
         }
     }
 
-    async fn call(
-        &self,
-        method: Method,
-        endpoint: &str,
-        path: &str,
-        query: &[(String, String)],
-        body: Option<&Value>,
-        kind: CallKind,
-    ) -> Result<Option<Value>, ZohoError> {
-        let Some(bytes) = self.call_body(method, endpoint, path, query, body, kind).await? else {
-            return Ok(None);
-        };
+    /// A 2xx body read as JSON (`None` stays `None`: a 204).
+    fn json(&self, endpoint: &str, body: Option<bytes::Bytes>) -> Result<Option<Value>, ZohoError> {
+        let Some(bytes) = body else { return Ok(None) };
         serde_json::from_slice(&bytes).map(Some).map_err(|e| self.invalid_response(endpoint, e.to_string()))
     }
 
-    async fn call_body(
+    async fn call(
         &self,
         method: Method,
         endpoint: &str,

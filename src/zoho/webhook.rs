@@ -30,7 +30,7 @@ use std::sync::Arc;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::change::record::{InPlace, Json, KeyText, Kind, Placed, Record, RecordError};
+use crate::change::record::{InPlace, Json, KeyText, Kind, Placed, Record, RecordError, scalars_as};
 use crate::change::{ChangeEvent, Op, parse_desk_time, record_time_ms};
 use crate::zoho::catalog::module_for_event;
 use crate::zoho::module::Module;
@@ -240,24 +240,7 @@ impl<'de> Visitor<'de> for BodyVisitor<'de> {
         Ok(EventVisitor(self.0).visit_map(map)?.map_or(Body::Neither, Body::Object))
     }
 
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Body::Neither)
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Body::Neither)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Body::Neither)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Body::Neither)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Body::Neither)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Body::Neither)
-    }
+    scalars_as!(Body::Neither);
 }
 
 struct EventSeed<'t>(&'t Arc<str>);
@@ -305,24 +288,7 @@ impl<'de> Visitor<'de> for EventVisitor<'de> {
         Ok(None)
     }
 
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
+    scalars_as!(None);
 }
 
 fn check_event(index: usize, event: RawEvent<'_>, expected_org: &str) -> Result<DeskEvent, WebhookError> {
