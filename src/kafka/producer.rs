@@ -110,15 +110,15 @@ impl Acks {
     }
 
     /// Until every record sent is reported (librdkafka reports each exactly once, within
-    /// `message.timeout.ms`); the first failure, if any.
-    async fn all(&self) -> Result<(), KafkaError> {
+    /// `message.timeout.ms`), or `limit` passed; the first failure, if any.
+    async fn all(&self, limit: Duration) -> Result<(), KafkaError> {
         let wait = async {
             // `notify_one` leaves a permit when nobody waits yet, so the last report is never missed.
             while self.pending.load(Ordering::Acquire) > 0 {
                 self.done.notified().await;
             }
         };
-        if tokio::time::timeout(REPORTS_MAX, wait).await.is_err() {
+        if tokio::time::timeout(limit, wait).await.is_err() {
             return Err(KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::MessageTimedOut));
         }
         match self.first_error.lock().map(|mut e| e.take()) {
@@ -128,9 +128,9 @@ impl Acks {
     }
 }
 
-/// A bound on waiting for delivery reports, past any `message.timeout.ms` the bridge sets: a report that
-/// never comes must fail the write, not hang it.
-const REPORTS_MAX: Duration = Duration::from_secs(120);
+/// How long past `message.timeout.ms` a write waits for its delivery reports: a report that never comes
+/// must fail the write, not hang it.
+const REPORTS_SLACK: Duration = Duration::from_secs(30);
 
 /// A librdkafka producer served by its own poll thread, which ends once this is dropped.
 ///
@@ -216,6 +216,8 @@ struct Lane {
     transactional_id: Option<String>,
     /// The lane's next transaction, begun while the other lanes wrote (see [`Lane::begin_ahead`]).
     begun: std::sync::Mutex<Option<tokio::task::JoinHandle<Result<(), KafkaError>>>>,
+    /// The longest a write waits for its delivery reports.
+    reports_max: Duration,
 }
 
 impl std::fmt::Debug for TxProducer {
@@ -360,7 +362,16 @@ impl Lane {
         }
         let context = StatsContext { source: source.to_owned(), role: role.to_owned(), report };
         let producer = cfg.create_with_context(context).map_err(ProduceError::Create)?;
-        let this = Self { producer: Polled::start(producer)?, transactional_id, begun: Default::default() };
+        let message_timeout = cfg
+            .get("message.timeout.ms")
+            .and_then(|ms| ms.parse().ok())
+            .map_or(Duration::from_secs(30), Duration::from_millis);
+        let this = Self {
+            producer: Polled::start(producer)?,
+            transactional_id,
+            begun: Default::default(),
+            reports_max: message_timeout + REPORTS_SLACK,
+        };
         if this.transactional_id.is_some() {
             let p = this.producer.shared();
             tokio::task::spawn_blocking(move || p.init_transactions(TXN_TIMEOUT))
@@ -415,7 +426,7 @@ impl Lane {
             }
             return Err(self.classify(e));
         }
-        if let Err(e) = acks.all().await {
+        if let Err(e) = acks.all(self.reports_max).await {
             if self.is_transactional() {
                 self.abort().await;
             }
