@@ -18,6 +18,8 @@ pub const WEBHOOK_GROUP_DELIVERIES: &str = "zoho_desk_cdc_webhook_group_deliveri
 pub const WEBHOOK_REJECTED_TOTAL: &str = "zoho_desk_cdc_webhook_rejected_total";
 /// Webhook events accepted but not written, by `reason` (`unknown_type`, `module_not_selected`).
 pub const WEBHOOK_EVENTS_SKIPPED_TOTAL: &str = "zoho_desk_cdc_webhook_events_skipped_total";
+/// Records Desk listed that cannot become change events (no `id` to key them by), by module.
+pub const RECORDS_WITHOUT_ID_TOTAL: &str = "zoho_desk_cdc_records_without_id_total";
 pub const MILLISECONDS_BEHIND_SOURCE: &str = "zoho_desk_cdc_milliseconds_behind_source";
 pub const KAFKA_PRODUCE_ERRORS_TOTAL: &str = "zoho_desk_cdc_kafka_produce_errors_total";
 pub const KAFKA_TRANSACTIONS_TOTAL: &str = "zoho_desk_cdc_kafka_transactions_total";
@@ -73,6 +75,13 @@ pub fn webhook_events_skipped(source: &str, reason: &'static str, n: u64) {
         .increment(n);
 }
 
+/// Counts and logs one record Desk sent without an id: it has no key, so it is left out, never silently.
+pub fn record_without_id(source: &str, module: crate::zoho::module::Module) {
+    tracing::warn!(source, module = %module, "Desk sent a record without an id; it cannot be keyed and is left out.");
+    metrics::counter!(RECORDS_WITHOUT_ID_TOTAL, "source" => source.to_owned(), "module" => module.name())
+        .increment(1);
+}
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the process-wide Prometheus recorder once and returns its handle for `/metrics`.
@@ -117,6 +126,7 @@ pub fn init_source(source: &str, modules: &[crate::zoho::module::Module]) {
         let module = m.name();
         metrics::counter!(SNAPSHOT_RECORDS_TOTAL, "source" => s(), "module" => module).absolute(0);
         metrics::counter!(RECONCILE_EVENTS_TOTAL, "source" => s(), "module" => module).absolute(0);
+        metrics::counter!(RECORDS_WITHOUT_ID_TOTAL, "source" => s(), "module" => module).absolute(0);
         metrics::gauge!(SNAPSHOT_COMPLETED, "source" => s(), "module" => module).set(0.0);
         metrics::gauge!(MILLISECONDS_BEHIND_SOURCE, "source" => s(), "module" => module).set(0.0);
         for op in ["r", "c", "u", "d"] {
@@ -150,6 +160,10 @@ fn describe() {
     describe_counter!(
         WEBHOOK_EVENTS_SKIPPED_TOTAL,
         "Webhook events accepted but not written (unknown event type, module not selected)."
+    );
+    describe_counter!(
+        RECORDS_WITHOUT_ID_TOTAL,
+        "Records Desk listed without an id, left out (they cannot be keyed), by module."
     );
     describe_gauge!(MILLISECONDS_BEHIND_SOURCE, "Commit time minus the change's Desk event time.");
     describe_counter!(KAFKA_PRODUCE_ERRORS_TOTAL, "Produce or transaction errors.");

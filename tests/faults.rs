@@ -1,9 +1,9 @@
 //! Fault injection with the real broker and registry and the simulator's faults API (`POST /_sim/faults`):
 //! a Desk 5xx burst, latency past the request timeout, a 429 storm, revoked access tokens, a revoked
-//! refresh token, a broker restart, a schema-registry outage (through a switchable TCP proxy) and a full disk
-//! under the credentials file.
+//! refresh token, a broker restart, a broker gone for good, a schema-registry outage (through a switchable TCP
+//! proxy) and a full disk under the credentials file.
 //!
-//! Every scenario prints one `CHAOS scenario=<name> in=<n> out=<n> lost=<n>` line to stderr
+//! Every scenario but the broker gone for good (which checks the exit) prints one `CHAOS scenario=<name> in=<n> out=<n> lost=<n>` line to stderr
 //! (scripts/chaos.sh tabulates them) and asserts lost == 0 and no duplicate per id. Each fault lasts less
 //! than the Desk client's retry budget (5 attempts span at least 3.75 s of backoff, 8 attempts for a 429),
 //! so a run's outcome does not depend on which calls the simulator's dice pick.
@@ -497,6 +497,48 @@ async fn broker_restart_mid_transaction_keeps_everything_acknowledged_exactly_on
     eprintln!("broker_restart: {} deliveries posted, {} acknowledged", posted.len(), acked.len());
     let (input, output) = rig.check_kafka(&bootstrap, &acked, &posted, true).await;
     chaos("broker_restart", input, output, started);
+    rig.sim.stop().await.unwrap();
+    drop(broker);
+}
+
+/// 6b. The broker gone for good in the middle of the snapshot, while pages are read ahead faster than they
+///     commit: the bridge exits 1 once a commit fails (`message.timeout.ms` 5 s here, then librdkafka's abort
+///     times out), instead of hanging with the page reader waiting for room in the full read-ahead queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_gone_mid_snapshot_exits_1_without_hanging() {
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = common::broker::PrivateBroker::start(tmp.path().join("kafka")).await;
+    let bootstrap = broker.bootstrap();
+    // Contracts: a plain list walk, which reads pages without waiting for the ordering guard's lock (the
+    // sorted walks check for deletes under it), so the read-ahead queue is full when the commit fails.
+    let mut cfg = sim_config(100, 5);
+    cfg.scale.counts.insert(zoho_desk_cdc::sim::module::Module::Contracts, 8000);
+    let rig = Rig::new("gone", cfg, "", |t| {
+        t.replace(&common::bootstrap(), &bootstrap)
+            .replace(
+                &format!("modules = [{}]", MODULES.map(|m| format!("\"{m}\"")).join(", ")),
+                "modules = [\"contracts\"]",
+            )
+            .replace(
+                "replication_factor = 1\n",
+                "replication_factor = 1\nproperties = { \"message.timeout.ms\" = \"5000\" }\n",
+            )
+    })
+    .await;
+    assert!(std::fs::read_to_string(&rig.config).unwrap().contains("modules = [\"contracts\"]"));
+    let mut bridge = rig.start();
+    rig.wait_loading(&mut bridge, "contracts", 300).await;
+    broker.down().await;
+    let stopped = Instant::now();
+    let (rc, err) = bridge.wait(Duration::from_secs(150));
+    eprintln!(
+        "broker_gone: exit {rc} {:.1} s after the broker stopped: {}",
+        stopped.elapsed().as_secs_f64(),
+        common::tail(&err, 3)
+    );
+    assert_eq!(rc, 1, "a snapshot that cannot commit must exit 1:\n{}", common::tail(&err, 30));
+    assert!(!err.contains("panicked"), "the bridge panicked:\n{}", common::tail(&err, 30));
+    assert!(err.contains("Source failed"), "no clear error:\n{}", common::tail(&err, 10));
     rig.sim.stop().await.unwrap();
     drop(broker);
 }

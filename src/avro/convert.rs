@@ -10,7 +10,6 @@ use apache_avro::schema::RecordSchema;
 use apache_avro::types::Value as Avro;
 use serde_json::{Map, Value as JsonValue};
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
@@ -34,9 +33,10 @@ pub fn record_to_avro(schema: &Schema, record: &Record) -> Result<Avro, ConvertE
         return Err(ConvertError::NotARecord(format!("{schema:?}")));
     };
     // What goes to `extra`: unknown fields, values that fit no typed field, and non-string custom fields.
-    let mut rest: BTreeMap<&str, Rest<'_>> = record
+    // A field Desk calls `extra` is part of that rest.
+    let mut rest: Vec<(&str, Rest<'_>)> = record
         .fields()
-        .filter(|(k, _)| is_unknown(k, |k| lookup.contains_key(k)))
+        .filter(|(k, _)| *k == "extra" || !lookup.contains_key(*k))
         .map(|(k, v)| (k, Rest::Json(v)))
         .collect();
     let mut out = Vec::with_capacity(fields.len());
@@ -50,7 +50,7 @@ pub fn record_to_avro(schema: &Schema, record: &Record) -> Result<Avro, ConvertE
                 Some(cf) => match split_cf(cf) {
                     Some((map, leftovers)) => {
                         if !leftovers.is_empty() {
-                            rest.insert("cf", Rest::Object(leftovers));
+                            rest.push(("cf", Rest::Object(leftovers)));
                         }
                         let map = map
                             .into_iter()
@@ -61,7 +61,7 @@ pub fn record_to_avro(schema: &Schema, record: &Record) -> Result<Avro, ConvertE
                         some(Avro::Map(map))
                     }
                     None => {
-                        rest.insert("cf", Rest::Json(cf));
+                        rest.push(("cf", Rest::Json(cf)));
                         null()
                     }
                 },
@@ -71,7 +71,7 @@ pub fn record_to_avro(schema: &Schema, record: &Record) -> Result<Avro, ConvertE
                 Some(v) => match typed(&field.schema, v) {
                     Some(a) => some(a),
                     None => {
-                        rest.insert(key, Rest::Json(v));
+                        rest.push((key, Rest::Json(v)));
                         null()
                     }
                 },
@@ -81,18 +81,13 @@ pub fn record_to_avro(schema: &Schema, record: &Record) -> Result<Avro, ConvertE
     }
     if !rest.is_empty() {
         if let Some(slot) = out.iter_mut().find(|(n, _)| n == "extra") {
+            let rest = sorted_unique(rest);
             slot.1 = some(Avro::String(extra_text(rest.iter().map(|(k, v)| (*k, v)))));
         } else {
             tracing::debug!(schema = %name, "Schema has no `extra` field; unknown fields are dropped.");
         }
     }
     Ok(Avro::Record(out))
-}
-
-/// Whether a record's field goes to `extra` whatever its value: the schema does not know it, or it is
-/// `extra` itself (should Desk send one).
-pub(super) fn is_unknown(key: &str, known: impl Fn(&str) -> bool) -> bool {
-    key == "extra" || !known(key)
 }
 
 /// A value bound for `extra`: as Desk sent it, or the custom fields that were not strings.

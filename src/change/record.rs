@@ -72,30 +72,34 @@ pub struct Record {
 /// Where the fields the pipeline reads of every record are (the last of each name), found while indexing:
 /// a lookup by name scans all fields, and these are asked for several times per record.
 #[derive(Clone, Copy, Default)]
-struct Known {
-    id: Option<u32>,
-    created_time: Option<u32>,
-    modified_time: Option<u32>,
-}
+struct Known([Option<u32>; KNOWN_KEYS.len()]);
+
+/// The names [`Known`] keeps, by slot.
+const KNOWN_KEYS: [&str; 3] = ["id", "createdTime", "modifiedTime"];
 
 impl Known {
+    /// The known fields of `fields` (keys read in `text`).
+    fn of(text: &str, fields: &[Field]) -> Self {
+        let mut known = Self::default();
+        for (at, f) in (0u32..).zip(fields) {
+            known.note(Record::key_in(text, f), at);
+        }
+        known
+    }
+
     fn note(&mut self, key: &str, at: u32) {
-        match key {
-            "id" => self.id = Some(at),
-            "createdTime" => self.created_time = Some(at),
-            "modifiedTime" => self.modified_time = Some(at),
-            _ => {}
+        if let Some(slot) = Self::slot(key) {
+            self.0[slot] = Some(at);
         }
     }
 
     /// `Some(position)` when `key` is one of these (`Some(None)`: it is, and the record lacks it).
     fn find(&self, key: &str) -> Option<Option<u32>> {
-        match key {
-            "id" => Some(self.id),
-            "createdTime" => Some(self.created_time),
-            "modifiedTime" => Some(self.modified_time),
-            _ => None,
-        }
+        Self::slot(key).map(|slot| self.0[slot])
+    }
+
+    fn slot(key: &str) -> Option<usize> {
+        KNOWN_KEYS.iter().position(|k| *k == key)
     }
 }
 
@@ -289,13 +293,8 @@ impl Record {
 
     /// A record of `fields` in `text`, with its known fields found.
     fn with_fields(text: Arc<str>, fields: Vec<Field>) -> Self {
-        let mut record = Self { text, fields, known: Known::default() };
-        let mut known = Known::default();
-        for (i, f) in record.fields.iter().enumerate() {
-            known.note(record.key(f), u32::try_from(i).unwrap_or(u32::MAX));
-        }
-        record.known = known;
-        record
+        let known = Known::of(&text, &fields);
+        Self { text, fields, known }
     }
 
     fn key<'a>(&'a self, f: &'a Field) -> &'a str {
@@ -515,19 +514,18 @@ impl<'de> Visitor<'de> for FieldsVisitor<'de> {
         // Desk records have some 60 fields; growing from a small vector cost two copies of each.
         let mut fields = Vec::with_capacity(FIELDS_HINT);
         let mut known = Known::default();
-        while let Some(KeyText(key)) = map.next_key()? {
+        // Spans are 32-bit: a text past 4 GiB is refused (the HTTP body limits keep it far below that).
+        let too_long = || de::Error::custom("a record's text is longer than 4 GiB");
+        for at in 0u32.. {
+            let Some(KeyText(key)) = map.next_key()? else { break };
             let value: &'de RawValue = map.next_value()?;
-            let at = u32::try_from(fields.len()).unwrap_or(u32::MAX);
-            let key_at = match key {
-                Cow::Borrowed(k) => span_of(text, k).map(Key::At),
-                Cow::Owned(k) => Some(Key::Owned(k.into_boxed_str())),
+            let key = match key {
+                Cow::Borrowed(k) => Key::At(span_of(text, k).ok_or_else(too_long)?),
+                Cow::Owned(k) => Key::Owned(k.into_boxed_str()),
             };
-            // Both are slices of `text`, so both spans exist.
-            if let (Some(key_at), Some(value)) = (key_at, span_of(text, value.get())) {
-                let field = Field { key: key_at, value };
-                known.note(Record::key_in(text, &field), at);
-                fields.push(field);
-            }
+            let field = Field { key, value: span_of(text, value.get()).ok_or_else(too_long)? };
+            known.note(Record::key_in(text, &field), at);
+            fields.push(field);
         }
         Ok(Some(Record { text: text.clone(), fields, known }))
     }
@@ -718,18 +716,7 @@ mod tests {
     #[test]
     fn records_share_their_page() {
         let page: Arc<str> = Arc::from(r#"{"data":[{"id":"1"},{"id":"2","k\u00e9y":3}]}"#);
-        let items: Vec<&RawValue> = serde_json::from_str::<Value>(&page)
-            .map(|_| ())
-            .and_then(|()| {
-                #[derive(serde::Deserialize)]
-                struct P<'a> {
-                    #[serde(borrow)]
-                    data: Vec<&'a RawValue>,
-                }
-                serde_json::from_str::<P<'_>>(&page).map(|p| p.data)
-            })
-            .unwrap();
-        let records: Vec<Record> = items.iter().map(|r| Record::within(&page, r.get()).unwrap()).collect();
+        let records = Record::list(&page, "data").unwrap().unwrap().records;
         assert_eq!(records[1].get_str("id").as_deref(), Some("2"));
         assert_eq!(records[1].get("kéy").unwrap().raw(), "3");
         assert!(Arc::ptr_eq(&records[0].text, &page));

@@ -93,6 +93,6 @@ pub async fn commit_missing<D: DeskPages>(
     Ok(outcome)
 }
 
-fn is_not_found(e: &DeskFailure) -> bool {
+pub(super) fn is_not_found(e: &DeskFailure) -> bool {
     e.downcast_ref::<ZohoError>().is_some_and(ZohoError::is_not_found)
 }

@@ -192,7 +192,10 @@ async fn relist_module<D: DeskPages>(
     let mut fresh = HashMap::with_capacity(records.len());
     let mut changes = Vec::new();
     for record in records {
-        let Some(id) = snapshot::id_of(&record) else { continue };
+        let Some(id) = snapshot::id_of(&record) else {
+            crate::metrics::record_without_id(runtime.name(), module);
+            continue;
+        };
         let hash = content_hash(&record);
         if known.get(&id) != Some(&hash) {
             let version = record_time_ms(&record).unwrap_or(now);
@@ -268,7 +271,10 @@ async fn reconcile_module<D: DeskPages>(
         let fetched = u32::try_from(page.records.len()).unwrap_or(u32::MAX);
         let mut changes = Vec::new();
         for row in page.records {
-            let Some(id) = super::snapshot::id_of(&row) else { continue };
+            let Some(id) = super::snapshot::id_of(&row) else {
+                crate::metrics::record_without_id(runtime.name(), module);
+                continue;
+            };
             let version = record_time_ms(&row).unwrap_or(now);
             newest = newest.max(version);
             let probe = change(module, &id, row.clone(), version);

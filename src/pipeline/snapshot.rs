@@ -102,45 +102,21 @@ pub async fn run_module<D: DeskPages>(
         records = cursor.records,
         "Snapshot of module starting."
     );
-    // The walk stops on shutdown or once the committer failed; the committer drains what was read either way.
+    // The walk stops on shutdown or once the committer is gone (it failed: its queue is dropped with it);
+    // the committer drains what was read either way.
     let stop = shutdown.child_token();
-    let (pages, mut queue) = tokio::sync::mpsc::channel(READ_AHEAD_PAGES);
+    let (pages, queue) = tokio::sync::mpsc::channel(READ_AHEAD_PAGES);
     let walk = async {
         let walked = walk(desk, sink, module, cursor.clone(), listing, &pages, &stop).await;
         drop(pages);
         walked
     };
     let commit = async {
-        let mut committed = cursor.clone();
-        let mut batch: Vec<(Page, SnapshotCursor)> = Vec::new();
-        while let Some(first) = queue.recv().await {
-            let mut records = first.0.records.len();
-            batch.push(first);
-            let until = tokio::time::Instant::now() + BATCH_LINGER;
-            while records < BATCH_RECORDS {
-                let Ok(Some(next)) = tokio::time::timeout_at(until, queue.recv()).await else { break };
-                records += next.0.records.len();
-                batch.push(next);
-            }
-            let pages_before = committed.pages;
-            match commit_pages(sink, module, std::mem::take(&mut batch), last_module).await {
-                Ok(Some(last)) => committed = last,
-                Ok(None) => {}
-                Err(error) => {
-                    stop.cancel();
-                    return Err(error);
-                }
-            }
-            if pages_before / PROGRESS_LOG_PAGES != committed.pages / PROGRESS_LOG_PAGES {
-                let (percent, eta_s) = sink
-                    .progress
-                    .get(name, |p| (p.percent.map(|x| x.round() as u64), p.eta_s))
-                    .unwrap_or_default();
-                tracing::info!(source = sink.source, module = name, records = committed.records,
-                    pages = committed.pages, percent = ?percent, eta_s = ?eta_s, "Snapshot progress.");
-            }
+        let committed = commit_queue(sink, module, cursor.clone(), queue, last_module).await;
+        if committed.is_err() {
+            stop.cancel();
         }
-        Ok(committed)
+        committed
     };
     let (walked, committed) = tokio::join!(walk, commit);
     // A failed commit is the first failure (the walk only stopped because of it); then a failed read, once
@@ -164,6 +140,40 @@ pub async fn run_module<D: DeskPages>(
         "Snapshot of module committed."
     );
     Ok(cursor)
+}
+
+/// Commits the pages of `queue` until the walk ends: each transaction takes the pages read until it holds
+/// [`BATCH_RECORDS`], or [`BATCH_LINGER`] after its first page. Returns the cursor last committed. Takes the
+/// queue, so a failed commit drops it and a walk waiting for room in it ends at once.
+async fn commit_queue(
+    sink: &Sink<'_>,
+    module: Module,
+    mut committed: SnapshotCursor,
+    mut queue: tokio::sync::mpsc::Receiver<(Page, SnapshotCursor)>,
+    last_module: bool,
+) -> Result<SnapshotCursor, SnapshotError> {
+    let name = module.name();
+    while let Some(first) = queue.recv().await {
+        let mut records = first.0.records.len();
+        let mut batch = vec![first];
+        let until = tokio::time::Instant::now() + BATCH_LINGER;
+        while records < BATCH_RECORDS {
+            let Ok(Some(next)) = tokio::time::timeout_at(until, queue.recv()).await else { break };
+            records += next.0.records.len();
+            batch.push(next);
+        }
+        let pages_before = committed.pages;
+        committed = commit_pages(sink, module, committed, batch, last_module).await?;
+        if pages_before / PROGRESS_LOG_PAGES != committed.pages / PROGRESS_LOG_PAGES {
+            let (percent, eta_s) = sink
+                .progress
+                .get(name, |p| (p.percent.map(|x| x.round() as u64), p.eta_s))
+                .unwrap_or_default();
+            tracing::info!(source = sink.source, module = name, records = committed.records,
+                pages = committed.pages, percent = ?percent, eta_s = ?eta_s, "Snapshot progress.");
+        }
+    }
+    Ok(committed)
 }
 
 /// Pages read ahead of the commits (each at most a page body's worth of memory).
@@ -221,6 +231,7 @@ async fn walk<D: DeskPages>(
             _ = stop.cancelled() => return Ok(()),
         };
         cursor = next;
+        // Err: the committer is gone (it failed, and says why).
         if pages.send((page, cursor.clone())).await.is_err() {
             return Ok(());
         }
@@ -548,7 +559,11 @@ async fn per_ticket_step<D: DeskPages>(
             let page = fetch(desk, module, path.clone(), query, "data").await?;
             let fetched = u32::try_from(page.records.len()).unwrap_or(u32::MAX);
             for mut row in page.records {
-                let Some(id) = id_of(&row) else { continue };
+                // Left for the commit, which counts it.
+                let Some(id) = id_of(&row) else {
+                    rows.push(row);
+                    continue;
+                };
                 if !seen.insert(id.clone()) {
                     continue;
                 }
@@ -582,8 +597,10 @@ async fn complete_rows<D: DeskPages>(
     use futures::stream::{self, StreamExt, TryStreamExt};
     let spec = catalog::spec(module);
     // Detail calls run side by side (the quota guard caps how many reach Desk at once); order is kept.
-    stream::iter(rows.into_iter().filter_map(|row| id_of(&row).map(|id| (id, row))))
-        .map(|(id, row)| async move {
+    // A row without an id goes on as it is, for the commit to count.
+    stream::iter(rows)
+        .map(|row| async move {
+            let Some(id) = id_of(&row) else { return Ok(row) };
             let page = fetch(desk, module, format!("{}/{id}", spec.path), Vec::new(), "").await?;
             Ok::<_, SnapshotError>(page.records.into_iter().next().unwrap_or(row))
         })
@@ -693,16 +710,18 @@ async fn fields_step<D: DeskPages>(
     Ok((page, next))
 }
 
-/// One transaction: the pages' `r` events and the cursor after the last of them, which it returns.
+/// One transaction: the pages' `r` events and the cursor after the last of them (`cursor`, the one committed
+/// before, if there are none), which it returns.
 async fn commit_pages(
     sink: &Sink<'_>,
     module: Module,
+    mut cursor: SnapshotCursor,
     pages: Vec<(Page, SnapshotCursor)>,
     last_module: bool,
-) -> Result<Option<SnapshotCursor>, SnapshotError> {
+) -> Result<SnapshotCursor, SnapshotError> {
     let mut events = Vec::with_capacity(pages.iter().map(|(p, _)| p.records.len()).sum());
-    let mut last = None;
-    for (page, cursor) in pages {
+    for (page, after) in pages {
+        cursor = after;
         let n = page.records.len();
         if let Some(seen) = sink.seen {
             if let Ok(mut seen) = seen.lock() {
@@ -713,7 +732,7 @@ async fn commit_pages(
             format!("snapshot:{}:page:{}", module.name(), cursor.pages).into();
         for (i, record) in page.records.into_iter().enumerate() {
             let Some(id) = id_of(&record) else {
-                tracing::warn!(module = %module, "Skipping a record without an id.");
+                crate::metrics::record_without_id(sink.source, module);
                 continue;
             };
             let marker = match (cursor.done && i + 1 == n, last_module) {
@@ -733,9 +752,7 @@ async fn commit_pages(
                 position: Some(position.clone()),
             });
         }
-        last = Some(cursor);
     }
-    let Some(cursor) = last else { return Ok(None) };
     let cursor_json = serde_json::to_value(&cursor).unwrap_or_default();
     let state = vec![(SnapshotCursor::state_key(module), cursor_json.clone())];
     let committed = sink.writer.commit(sink.producer, events, state).await?;
@@ -746,5 +763,5 @@ async fn commit_pages(
         p.pages = cursor.pages;
         p.cursor = Some(cursor_json);
     });
-    Ok(Some(cursor))
+    Ok(cursor)
 }

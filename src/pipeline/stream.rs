@@ -5,8 +5,9 @@
 
 use super::commit::{CommitError, Ready};
 use super::source::SourceRuntime;
+use super::{DeskPages, deletions};
 use crate::avro::encoder::EncodeError;
-use crate::change::{ChangeEvent, Op, Record, record_time_ms};
+use crate::change::{ChangeEvent, Op, record_time_ms};
 use crate::http::webhook::{Delivery, DeliveryHandler, Verdict};
 use crate::kafka::producer::{ProduceError, TxProducer};
 use crate::metrics::{
@@ -291,24 +292,28 @@ impl StreamSource {
         let mut out = Vec::with_capacity(hints.len());
         for hint in hints {
             let spec = catalog::spec(hint.module);
-            let found = self.desk.get_by_id(spec.path, &hint.id, &[]).await.map_err(|e| e.to_string())?;
+            // A detail call: no records key.
+            let found = match self.desk.page(&format!("{}/{}", spec.path, hint.id), Vec::new(), "").await {
+                Ok(page) => page.records.into_iter().next(),
+                Err(e) if deletions::is_not_found(&e) => None,
+                Err(e) => return Err(e.to_string()),
+            };
             let change = match found {
-                Some(serde_json::Value::Object(map)) => {
-                    let record = Record::from_map(&map);
-                    ChangeEvent {
-                        module: hint.module,
-                        id: hint.id.clone(),
-                        op: Op::Update,
-                        source_ts_ms: record_time_ms(&record).unwrap_or(now),
-                        before: None,
-                        after: Some(record),
-                        snapshot: None,
-                        event_type: Some("Workflow_Notification".into()),
-                        position: Some("workflow".into()),
-                    }
-                }
+                Some(record) => ChangeEvent {
+                    module: hint.module,
+                    id: hint.id.clone(),
+                    op: Op::Update,
+                    source_ts_ms: record_time_ms(&record).unwrap_or(now),
+                    before: None,
+                    after: Some(record),
+                    snapshot: None,
+                    event_type: Some("Workflow_Notification".into()),
+                    position: Some("workflow".into()),
+                },
                 // Gone from Desk: the notification reported its deletion.
-                _ => ChangeEvent::gone(hint.module, &hint.id, now, Some("Workflow_Notification"), "workflow"),
+                None => {
+                    ChangeEvent::gone(hint.module, &hint.id, now, Some("Workflow_Notification"), "workflow")
+                }
             };
             out.push(change);
         }
