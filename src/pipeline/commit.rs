@@ -50,7 +50,12 @@ impl Writer {
     /// the events arise, side by side, while another commit holds the guard).
     pub fn encode(&self, events: Vec<ChangeEvent>) -> Result<Vec<Ready>, EncodeError> {
         let now = chrono::Utc::now().timestamp_millis();
-        events.into_iter().map(|event| Ready::new(&self.encoder, event, now)).collect()
+        // Sized up front: collecting a `Result` iterator cannot, and growing moved every encoded event again.
+        let mut ready = Vec::with_capacity(events.len());
+        for event in events {
+            ready.push(Ready::new(&self.encoder, event, now)?);
+        }
+        Ok(ready)
     }
 
     /// Commits `events` (filtered by the ordering guard) plus `state` records (`(key, JSON)` in the state
