@@ -82,6 +82,19 @@ pub fn record_without_id(source: &str, module: crate::zoho::module::Module) {
         .increment(1);
 }
 
+/// How many of each key `keys` holds, in first-seen order. Counters are then incremented once per label
+/// value, not once per event: a labelled counter lookup costs more than an event's other bookkeeping.
+pub fn tally<K: PartialEq>(keys: impl IntoIterator<Item = K>) -> Vec<(K, u64)> {
+    let mut counts: Vec<(K, u64)> = Vec::new();
+    for key in keys {
+        match counts.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((key, 1)),
+        }
+    }
+    counts
+}
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the process-wide Prometheus recorder once and returns its handle for `/metrics`.
@@ -176,4 +189,12 @@ fn describe() {
     );
     describe_gauge!(KAFKA_QUEUE_BYTES, "Bytes waiting in the producer's local queue (librdkafka msg_size).");
     describe_gauge!(KAFKA_BROKER_RTT_MS, "Mean broker round-trip time over the last statistics window.");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tally_counts_in_first_seen_order() {
+        assert_eq!(super::tally(["a", "b", "a"]), vec![("a", 2), ("b", 1)]);
+    }
 }

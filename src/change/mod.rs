@@ -81,6 +81,32 @@ impl ChangeEvent {
             position: Some(position.into()),
         }
     }
+
+    /// What a detail call `found` for `id` says now: the record as an update, or a delete when Desk no
+    /// longer has it or marks it deleted.
+    pub fn refetched(
+        module: Module,
+        id: &str,
+        found: Option<Record>,
+        now: i64,
+        event_type: Option<&str>,
+        position: &str,
+    ) -> Self {
+        match found {
+            Some(record) if !is_deleted(&record) => Self {
+                module,
+                id: id.to_owned(),
+                op: Op::Update,
+                source_ts_ms: record_time_ms(&record).unwrap_or(now),
+                before: None,
+                after: Some(record),
+                snapshot: None,
+                event_type: event_type.map(str::to_owned),
+                position: Some(position.into()),
+            },
+            _ => Self::gone(module, id, now, event_type, position),
+        }
+    }
 }
 
 /// Whether Desk marks the record deleted or trashed (`isDeleted`/`isTrashed`, as a boolean or a string).
@@ -113,5 +139,21 @@ mod tests {
         assert_eq!(record_time_ms(&m), Some(2000));
         let m = m.with("modifiedTime", &serde_json::json!("1970-01-01T00:00:03.000Z"));
         assert_eq!(record_time_ms(&m), Some(3000));
+    }
+
+    #[test]
+    fn a_refetched_record_is_an_update_unless_gone_or_marked_deleted() {
+        let live =
+            Record::parse(r#"{"id": "7", "modifiedTime": "1970-01-01T00:00:03.000Z"}"#).unwrap_or_default();
+        let e = ChangeEvent::refetched(Module::Tickets, "7", Some(live.clone()), 9, None, "p");
+        assert_eq!((e.op, e.source_ts_ms, e.after), (Op::Update, 3000, Some(live.clone())));
+        let trashed = live.with("isTrashed", &serde_json::json!(true));
+        for found in [None, Some(trashed)] {
+            let e = ChangeEvent::refetched(Module::Tickets, "7", found, 9, Some("t"), "p");
+            assert_eq!(
+                (e.op, e.source_ts_ms, e.after, e.event_type.as_deref()),
+                (Op::Delete, 9, None, Some("t"))
+            );
+        }
     }
 }

@@ -398,7 +398,7 @@ impl<'de> Visitor<'de> for ListVisitor<'_, 'de> {
         while let Some(KeyText(key)) = map.next_key()? {
             if key == self.key {
                 // A repeated key counts as its last value.
-                list.records = map.next_value_seed(ItemsVisitor(self.text))?;
+                list.records = map.next_value_seed(Seed(ItemsVisitor(self.text)))?;
             } else {
                 let value: &'de RawValue = map.next_value()?;
                 list.rest.push((key, Json(value.get())));
@@ -418,14 +418,6 @@ impl<'de> Visitor<'de> for ListVisitor<'_, 'de> {
 /// straight into its fields.
 struct ItemsVisitor<'t>(&'t Arc<str>);
 
-impl<'de> de::DeserializeSeed<'de> for ItemsVisitor<'de> {
-    type Value = Vec<Record>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
 impl<'de> Visitor<'de> for ItemsVisitor<'de> {
     type Value = Vec<Record>;
 
@@ -435,7 +427,7 @@ impl<'de> Visitor<'de> for ItemsVisitor<'de> {
 
     fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(100));
-        while let Some(record) = seq.next_element_seed(FieldsVisitor(self.0))? {
+        while let Some(record) = seq.next_element_seed(Seed(FieldsVisitor(self.0)))? {
             out.extend(record);
         }
         Ok(out)
@@ -449,7 +441,7 @@ impl<'de> Visitor<'de> for ItemsVisitor<'de> {
     scalars_as!(Vec::new());
 }
 
-/// A value read in place by [`InPlace`].
+/// A value read by [`InPlace`].
 pub enum Placed {
     Object(Record),
     Null,
@@ -457,21 +449,11 @@ pub enum Placed {
     Other,
 }
 
-/// Reads one value of a text being deserialised: an object becomes a record of `text` in the same pass.
-/// The deserialiser must read `text` itself (its borrowed strings are slices of it).
+/// Reads one value of a text being deserialised (as `Seed(InPlace(text))`): an object becomes a record of
+/// `text` in the same pass. The deserialiser must read `text` itself (its borrowed strings are slices of it).
 pub struct InPlace<'t>(pub &'t Arc<str>);
 
-impl<'de> de::DeserializeSeed<'de> for InPlace<'de> {
-    type Value = Placed;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(PlacedVisitor(self.0))
-    }
-}
-
-struct PlacedVisitor<'t>(&'t Arc<str>);
-
-impl<'de> Visitor<'de> for PlacedVisitor<'de> {
+impl<'de> Visitor<'de> for InPlace<'de> {
     type Value = Placed;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -492,14 +474,6 @@ impl<'de> Visitor<'de> for PlacedVisitor<'de> {
 /// An object read straight into a record: each key and value as a span of the text being deserialised,
 /// which must be `text` itself (or a slice of it).
 struct FieldsVisitor<'t>(&'t Arc<str>);
-
-impl<'de> de::DeserializeSeed<'de> for FieldsVisitor<'de> {
-    type Value = Option<Record>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
 
 impl<'de> Visitor<'de> for FieldsVisitor<'de> {
     /// `None` for any JSON value but an object.
@@ -540,7 +514,20 @@ impl<'de> Visitor<'de> for FieldsVisitor<'de> {
 /// Fields a record vector starts with room for.
 const FIELDS_HINT: usize = 64;
 
-fn drain_seq<'de, A: de::SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+/// Reads one value, whatever it is, with the visitor `V`: the seed of a visitor that carries state (the
+/// text its records share).
+pub struct Seed<V>(pub V);
+
+impl<'de, V: Visitor<'de>> de::DeserializeSeed<'de> for Seed<V> {
+    type Value = V::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self.0)
+    }
+}
+
+/// Skips the rest of an array.
+pub(crate) fn drain_seq<'de, A: de::SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
     while seq.next_element::<de::IgnoredAny>()?.is_some() {}
     Ok(())
 }

@@ -7,7 +7,7 @@ use super::ordering::OrderingGuard;
 use crate::avro::encoder::{EncodeError, Encoder};
 use crate::change::{ChangeEvent, Op};
 use crate::kafka::producer::{OutRecord, ProduceError, TxProducer};
-use crate::metrics::EVENTS_TOTAL;
+use crate::metrics::{EVENTS_TOTAL, tally};
 use crate::zoho::module::Module;
 use std::collections::HashMap;
 use tokio::sync::Mutex;
@@ -233,17 +233,10 @@ impl Batch {
         if !self.out.is_empty() {
             producer.write(self.out).await?;
         }
-        // Counted per (module, op) once per call: a labelled counter lookup per record costs more than the
-        // rest of the bookkeeping.
-        let mut counts: Vec<((Module, Op), u64)> = Vec::new();
         for (e, v) in &self.admitted {
             guard.committed_version(e, *v);
-            match counts.iter_mut().find(|(k, _)| *k == (e.module, e.op)) {
-                Some((_, n)) => *n += 1,
-                None => counts.push(((e.module, e.op), 1)),
-            }
         }
-        for ((module, op), n) in counts {
+        for ((module, op), n) in tally(self.admitted.iter().map(|(e, _)| (e.module, e.op))) {
             metrics::counter!(EVENTS_TOTAL, "source" => writer.source.clone(), "module" => module.name(), "op" => op.code())
                 .increment(n);
         }

@@ -6,11 +6,10 @@
 //! Keys the stream or the reconciler committed meanwhile are skipped: their own events say what they are.
 //! A key Desk still returns (a ticket that moved department while the walk passed) is committed as `u`.
 
+use super::DeskPages;
 use super::snapshot::{Sink, SnapshotError};
-use super::{DeskFailure, DeskPages};
-use crate::change::{ChangeEvent, Op, is_deleted, record_time_ms};
+use crate::change::{ChangeEvent, Op};
 use crate::zoho::catalog::{self, Walk};
-use crate::zoho::error::ZohoError;
 use crate::zoho::module::Module;
 use std::collections::HashSet;
 
@@ -58,31 +57,14 @@ pub async fn commit_missing<D: DeskPages>(
                 continue;
             }
             let now = chrono::Utc::now().timestamp_millis();
-            match desk.page(&format!("{path}/{id}"), Vec::new(), "").await {
-                Ok(page) => match page.records.into_iter().next() {
-                    // Field metadata rows carry the module they belong to, which the detail call lacks:
-                    // a live one is left as it is.
-                    Some(_) if metadata => {}
-                    Some(record) if !is_deleted(&record) => {
-                        events.push(ChangeEvent {
-                            module,
-                            id: id.clone(),
-                            op: Op::Update,
-                            source_ts_ms: record_time_ms(&record).unwrap_or(now),
-                            before: None,
-                            after: Some(record),
-                            snapshot: None,
-                            event_type: None,
-                            position: Some("reload-diff".into()),
-                        });
-                    }
-                    _ => events.push(ChangeEvent::gone(module, id, now, None, "reload-diff")),
-                },
-                Err(e) if is_not_found(&e) => {
-                    events.push(ChangeEvent::gone(module, id, now, None, "reload-diff"))
-                }
-                Err(source) => return Err(SnapshotError::Desk { module, source }),
+            let found =
+                desk.record(path, id).await.map_err(|source| SnapshotError::Desk { module, source })?;
+            // Field metadata rows carry the module they belong to, which the detail call lacks: a live one is
+            // left as it is.
+            if metadata && found.is_some() {
+                continue;
             }
+            events.push(ChangeEvent::refetched(module, id, found, now, None, "reload-diff"));
         }
         outcome.deleted += events.iter().filter(|e| e.op == Op::Delete).count() as u64;
         outcome.refreshed += events.iter().filter(|e| e.op == Op::Update).count() as u64;
@@ -91,8 +73,4 @@ pub async fn commit_missing<D: DeskPages>(
     tracing::info!(source = sink.source, module = %module, deleted = outcome.deleted, refreshed = outcome.refreshed,
         "Deletion check of the re-load committed.");
     Ok(outcome)
-}
-
-pub(super) fn is_not_found(e: &DeskFailure) -> bool {
-    e.downcast_ref::<ZohoError>().is_some_and(ZohoError::is_not_found)
 }

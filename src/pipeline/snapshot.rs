@@ -275,6 +275,17 @@ async fn fetch<D: DeskPages>(
     desk.page(&path, query, key).await.map_err(|source| SnapshotError::Desk { module, source })
 }
 
+/// The full record behind a listed row. A row Desk deleted meanwhile (404) is kept as listed: its delete
+/// event follows, and the ordering guard keeps the two in order.
+async fn fetch_record<D: DeskPages>(
+    desk: &D,
+    module: Module,
+    path: &str,
+    id: &str,
+) -> Result<Option<Record>, SnapshotError> {
+    desk.record(path, id).await.map_err(|source| SnapshotError::Desk { module, source })
+}
+
 /// How far before a delete's event time a page may have been read and still be affected (clock skew
 /// between Desk and this host, and Desk's own commit lag).
 const DELETE_CLOCK_SLACK_MS: i64 = 2_000;
@@ -568,8 +579,7 @@ async fn per_ticket_step<D: DeskPages>(
                     continue;
                 }
                 if module == Module::TicketThreads {
-                    let full = fetch(desk, module, format!("{path}/{id}"), Vec::new(), "").await?;
-                    row = full.records.into_iter().next().unwrap_or(row);
+                    row = fetch_record(desk, module, &path, &id).await?.unwrap_or(row);
                 }
                 if row.get("ticketId").is_none() {
                     row = row.with("ticketId", &serde_json::Value::String(ticket_id.clone()));
@@ -601,8 +611,7 @@ async fn complete_rows<D: DeskPages>(
     stream::iter(rows)
         .map(|row| async move {
             let Some(id) = id_of(&row) else { return Ok(row) };
-            let page = fetch(desk, module, format!("{}/{id}", spec.path), Vec::new(), "").await?;
-            Ok::<_, SnapshotError>(page.records.into_iter().next().unwrap_or(row))
+            Ok::<_, SnapshotError>(fetch_record(desk, module, spec.path, &id).await?.unwrap_or(row))
         })
         .buffered(DETAIL_CALLS_IN_FLIGHT)
         .try_collect()

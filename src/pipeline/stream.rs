@@ -3,16 +3,16 @@
 //! one and then share it (group commit): one Kafka transaction serves them all, so throughput grows with
 //! concurrency instead of being capped at one transaction per delivery.
 
+use super::DeskPages;
 use super::commit::{CommitError, Ready};
 use super::source::SourceRuntime;
-use super::{DeskPages, deletions};
 use crate::avro::encoder::EncodeError;
-use crate::change::{ChangeEvent, Op, record_time_ms};
+use crate::change::ChangeEvent;
 use crate::http::webhook::{Delivery, DeliveryHandler, Verdict};
 use crate::kafka::producer::{ProduceError, TxProducer};
 use crate::metrics::{
-    MILLISECONDS_BEHIND_SOURCE, WEBHOOK_EVENTS_TOTAL, WEBHOOK_GROUP_DELIVERIES, webhook_events_skipped,
-    webhook_rejected,
+    MILLISECONDS_BEHIND_SOURCE, WEBHOOK_EVENTS_TOTAL, WEBHOOK_GROUP_DELIVERIES, tally,
+    webhook_events_skipped, webhook_rejected,
 };
 use crate::secret::Secret;
 use crate::zoho::catalog;
@@ -141,17 +141,7 @@ impl StreamSource {
         let now = chrono::Utc::now().timestamp_millis();
         let changes = match parsed {
             Parsed::Events(events) => {
-                // Counted per type once per delivery: a labelled counter lookup per event costs more than
-                // reading the event.
-                let mut counts: Vec<(&'static str, u64)> = Vec::new();
-                for ev in &events {
-                    let label = webhook::event_type_label(&ev.event_type);
-                    match counts.iter_mut().find(|(l, _)| *l == label) {
-                        Some((_, n)) => *n += 1,
-                        None => counts.push((label, 1)),
-                    }
-                }
-                for (label, n) in counts {
+                for (label, n) in tally(events.iter().map(|ev| webhook::event_type_label(&ev.event_type))) {
                     metrics::counter!(WEBHOOK_EVENTS_TOTAL, "source" => self.name().to_owned(), "event_type" => label)
                         .increment(n);
                 }
@@ -258,6 +248,9 @@ impl StreamSource {
                 tracing::error!(source = self.name(), transactional_id = %id, "Another bridge instance took over this source's stream; refusing deliveries.");
                 Verdict::Unavailable("another instance owns this source".into())
             }
+            // Only a snapshot read is re-encoded under the lock, so webhook groups never get here; classified
+            // like an encoding error before the lock all the same.
+            Err(CommitError::Encode(error)) => self.encode_verdict(error),
             Err(error) => {
                 tracing::warn!(source = self.name(), %error, deliveries = replies.len(), "Webhook deliveries not committed; answering 503.");
                 Verdict::Unavailable("Kafka unavailable".into())
@@ -292,30 +285,16 @@ impl StreamSource {
         let mut out = Vec::with_capacity(hints.len());
         for hint in hints {
             let spec = catalog::spec(hint.module);
-            // A detail call: no records key.
-            let found = match self.desk.page(&format!("{}/{}", spec.path, hint.id), Vec::new(), "").await {
-                Ok(page) => page.records.into_iter().next(),
-                Err(e) if deletions::is_not_found(&e) => None,
-                Err(e) => return Err(e.to_string()),
-            };
-            let change = match found {
-                Some(record) => ChangeEvent {
-                    module: hint.module,
-                    id: hint.id.clone(),
-                    op: Op::Update,
-                    source_ts_ms: record_time_ms(&record).unwrap_or(now),
-                    before: None,
-                    after: Some(record),
-                    snapshot: None,
-                    event_type: Some("Workflow_Notification".into()),
-                    position: Some("workflow".into()),
-                },
-                // Gone from Desk: the notification reported its deletion.
-                None => {
-                    ChangeEvent::gone(hint.module, &hint.id, now, Some("Workflow_Notification"), "workflow")
-                }
-            };
-            out.push(change);
+            let found = self.desk.record(spec.path, &hint.id).await.map_err(|e| e.to_string())?;
+            // A record gone from Desk (or marked deleted): the notification reported its deletion.
+            out.push(ChangeEvent::refetched(
+                hint.module,
+                &hint.id,
+                found,
+                now,
+                Some("Workflow_Notification"),
+                "workflow",
+            ));
         }
         Ok(out)
     }

@@ -27,10 +27,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::change::record::{InPlace, Json, KeyText, Kind, Placed, Record, RecordError, scalars_as};
+use crate::change::record::{
+    InPlace, Json, KeyText, Kind, Placed, Record, RecordError, Seed, drain_seq, scalars_as,
+};
 use crate::change::{ChangeEvent, Op, parse_desk_time, record_time_ms};
 use crate::zoho::catalog::module_for_event;
 use crate::zoho::module::Module;
@@ -230,7 +232,7 @@ impl<'de> Visitor<'de> for BodyVisitor<'de> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(1));
-        while let Some(item) = seq.next_element_seed(EventSeed(self.0))? {
+        while let Some(item) = seq.next_element_seed(Seed(EventVisitor(self.0)))? {
             items.push(item);
         }
         Ok(Body::Batch(items))
@@ -241,16 +243,6 @@ impl<'de> Visitor<'de> for BodyVisitor<'de> {
     }
 
     scalars_as!(Body::Neither);
-}
-
-struct EventSeed<'t>(&'t Arc<str>);
-
-impl<'de> DeserializeSeed<'de> for EventSeed<'de> {
-    type Value = Option<RawEvent<'de>>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(EventVisitor(self.0))
-    }
 }
 
 /// One event object (`None` for any other value).
@@ -273,8 +265,8 @@ impl<'de> Visitor<'de> for EventVisitor<'de> {
                 "orgId" => event.org_id = raw(map.next_value()?),
                 "eventTime" => event.event_time = raw(map.next_value()?),
                 "text" => event.text = raw(map.next_value()?),
-                "payload" => event.payload = Some(map.next_value_seed(InPlace(self.0))?),
-                "prevState" => event.prev_state = Some(map.next_value_seed(InPlace(self.0))?),
+                "payload" => event.payload = Some(map.next_value_seed(Seed(InPlace(self.0)))?),
+                "prevState" => event.prev_state = Some(map.next_value_seed(Seed(InPlace(self.0)))?),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -283,9 +275,8 @@ impl<'de> Visitor<'de> for EventVisitor<'de> {
         Ok(Some(event))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(None)
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        drain_seq(seq).map(|()| None)
     }
 
     scalars_as!(None);
