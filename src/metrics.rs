@@ -75,11 +75,15 @@ pub fn webhook_events_skipped(source: &str, reason: &'static str, n: u64) {
         .increment(n);
 }
 
-/// Counts and logs one record Desk sent without an id: it has no key, so it is left out, never silently.
-pub fn record_without_id(source: &str, module: crate::zoho::module::Module) {
-    tracing::warn!(source, module = %module, "Desk sent a record without an id; it cannot be keyed and is left out.");
+/// Counts and logs `n` records of one Desk answer that came without an id: they have no key, so they are left
+/// out, never silently. One log line per answer, not per record.
+pub fn records_without_id(source: &str, module: crate::zoho::module::Module, n: u64) {
+    if n == 0 {
+        return;
+    }
+    tracing::warn!(source, module = %module, records = n, "Desk sent records without an id; they cannot be keyed and are left out.");
     metrics::counter!(RECORDS_WITHOUT_ID_TOTAL, "source" => source.to_owned(), "module" => module.name())
-        .increment(1);
+        .increment(n);
 }
 
 /// How many of each key `keys` holds, in first-seen order. Counters are then incremented once per label

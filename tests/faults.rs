@@ -3,10 +3,11 @@
 //! refresh token, a broker restart, a broker gone for good, a schema-registry outage (through a switchable TCP
 //! proxy) and a full disk under the credentials file.
 //!
-//! Every scenario but the broker gone for good (which checks the exit) prints one `CHAOS scenario=<name> in=<n> out=<n> lost=<n>` line to stderr
-//! (scripts/chaos.sh tabulates them) and asserts lost == 0 and no duplicate per id. Each fault lasts less
-//! than the Desk client's retry budget (5 attempts span at least 3.75 s of backoff, 8 attempts for a 429),
-//! so a run's outcome does not depend on which calls the simulator's dice pick.
+//! Every scenario but the broker gone for good (which checks the exit) prints one
+//! `CHAOS scenario=<name> in=<n> out=<n> lost=<n>` line to stderr (scripts/chaos.sh tabulates them) and
+//! asserts lost == 0 and no duplicate per id. Each fault lasts less than the Desk client's retry budget
+//! (5 attempts span at least 3.75 s of backoff, 8 attempts for a 429), so a run's outcome does not depend on
+//! which calls the simulator's dice pick.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

@@ -82,6 +82,28 @@ impl ChangeEvent {
         }
     }
 
+    /// A record as it is now, at `ts_ms`: no `before` (Desk's detail and list calls give only the present).
+    pub fn update(
+        module: Module,
+        id: &str,
+        record: Record,
+        ts_ms: i64,
+        event_type: Option<&str>,
+        position: &str,
+    ) -> Self {
+        Self {
+            module,
+            id: id.to_owned(),
+            op: Op::Update,
+            before: None,
+            after: Some(record),
+            source_ts_ms: ts_ms,
+            snapshot: None,
+            event_type: event_type.map(str::to_owned),
+            position: Some(position.into()),
+        }
+    }
+
     /// What a detail call `found` for `id` says now: the record as an update, or a delete when Desk no
     /// longer has it or marks it deleted.
     pub fn refetched(
@@ -93,17 +115,10 @@ impl ChangeEvent {
         position: &str,
     ) -> Self {
         match found {
-            Some(record) if !is_deleted(&record) => Self {
-                module,
-                id: id.to_owned(),
-                op: Op::Update,
-                source_ts_ms: record_time_ms(&record).unwrap_or(now),
-                before: None,
-                after: Some(record),
-                snapshot: None,
-                event_type: event_type.map(str::to_owned),
-                position: Some(position.into()),
-            },
+            Some(record) if !is_deleted(&record) => {
+                let ts_ms = record_time_ms(&record).unwrap_or(now);
+                Self::update(module, id, record, ts_ms, event_type, position)
+            }
             _ => Self::gone(module, id, now, event_type, position),
         }
     }

@@ -8,10 +8,10 @@ use crate::metrics::{
     KAFKA_BROKER_RTT_MS, KAFKA_PRODUCE_ERRORS_TOTAL, KAFKA_QUEUE_BYTES, KAFKA_QUEUE_MESSAGES,
     KAFKA_TRANSACTIONS_TOTAL,
 };
-use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::statistics::Statistics;
+use rdkafka::{ClientConfig, ClientContext};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -233,13 +233,49 @@ impl std::fmt::Debug for TxProducer {
 /// transaction waits after CONCURRENT_TRANSACTIONS (the previous one's markers not yet written); librdkafka's
 /// 100 ms default dominated the p99 of back-to-back transactions (later retries still back off
 /// exponentially, up to `retry.backoff.max.ms`).
-const PRODUCER_DEFAULTS: [(&str, &str); 4] = [
-    ("linger.ms", LINGER_MS),
-    ("compression.type", "lz4"),
-    ("message.timeout.ms", "30000"),
-    ("retry.backoff.ms", "10"),
+/// Each is named with its librdkafka aliases: a `kafka.properties` entry under an alias is the user's
+/// choice too, and setting both names would leave which one wins to librdkafka's order of application.
+const PRODUCER_DEFAULTS: [(&[&str], &str); 4] = [
+    (&["linger.ms", "queue.buffering.max.ms"], LINGER_MS),
+    (&["compression.type", "compression.codec"], "lz4"),
+    (MESSAGE_TIMEOUT_MS, MESSAGE_TIMEOUT_MS_DEFAULT),
+    (&["retry.backoff.ms"], "10"),
 ];
 const LINGER_MS: &str = "1";
+const MESSAGE_TIMEOUT_MS: &[&str] = &["message.timeout.ms", "delivery.timeout.ms"];
+const MESSAGE_TIMEOUT_MS_DEFAULT: &str = "30000";
+
+/// The producer settings of a lane (`kafka.properties` over the bridge's defaults, with idempotence and
+/// `acks=all` imposed), and how long its writes wait for their delivery reports.
+fn lane_config(
+    settings: &KafkaSettings,
+    transactional_id: Option<&str>,
+    report: bool,
+) -> (ClientConfig, Duration) {
+    let mut cfg = client_config(settings);
+    if report && !settings.properties.contains_key("statistics.interval.ms") {
+        cfg.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+    }
+    let chosen = |names: &[&str]| names.iter().find_map(|n| settings.properties.get(*n));
+    // Defaults a `kafka.properties` entry may override (idempotence and acks may not: exactly-once and
+    // "acknowledged means in Kafka" depend on them).
+    for (names, value) in PRODUCER_DEFAULTS {
+        if chosen(names).is_none() {
+            cfg.set(names[0], value);
+        }
+    }
+    cfg.set("enable.idempotence", "true").set("acks", "all");
+    if let Some(id) = transactional_id {
+        cfg.set("transactional.id", id).set("transaction.timeout.ms", "60000");
+    }
+    // librdkafka refuses a value that is not a number when the producer is created. 0 (no limit for librdkafka)
+    // still gets the slack: a write never waits forever.
+    let message_timeout = chosen(MESSAGE_TIMEOUT_MS)
+        .map_or(MESSAGE_TIMEOUT_MS_DEFAULT, String::as_str)
+        .parse()
+        .map_or(Duration::ZERO, Duration::from_millis);
+    (cfg, message_timeout + REPORTS_SLACK)
+}
 
 /// The transactional id of a source role: a second instance with the same config fences the first.
 pub fn transactional_id(topic_prefix: &str, org_id: &str, role: &str) -> String {
@@ -345,32 +381,14 @@ impl Lane {
         role: &str,
         report: bool,
     ) -> Result<Self, ProduceError> {
-        let mut cfg = client_config(settings);
-        if report && !settings.properties.contains_key("statistics.interval.ms") {
-            cfg.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
-        }
-        // Defaults a `kafka.properties` entry may override (idempotence and acks may not: exactly-once and
-        // "acknowledged means in Kafka" depend on them).
-        for (key, value) in PRODUCER_DEFAULTS {
-            if !settings.properties.contains_key(key) {
-                cfg.set(key, value);
-            }
-        }
-        cfg.set("enable.idempotence", "true").set("acks", "all");
-        if let Some(id) = &transactional_id {
-            cfg.set("transactional.id", id).set("transaction.timeout.ms", "60000");
-        }
+        let (cfg, reports_max) = lane_config(settings, transactional_id.as_deref(), report);
         let context = StatsContext { source: source.to_owned(), role: role.to_owned(), report };
         let producer = cfg.create_with_context(context).map_err(ProduceError::Create)?;
-        let message_timeout = cfg
-            .get("message.timeout.ms")
-            .and_then(|ms| ms.parse().ok())
-            .map_or(Duration::from_secs(30), Duration::from_millis);
         let this = Self {
             producer: Polled::start(producer)?,
             transactional_id,
             begun: Default::default(),
-            reports_max: message_timeout + REPORTS_SLACK,
+            reports_max,
         };
         if this.transactional_id.is_some() {
             let p = this.producer.shared();
@@ -531,6 +549,22 @@ fn is_fatal(e: &KafkaError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_default_named_by_an_alias_in_kafka_properties_is_left_to_it() {
+        let mut settings = KafkaSettings::default();
+        settings.properties.insert("delivery.timeout.ms".into(), "90000".into());
+        settings.properties.insert("queue.buffering.max.ms".into(), "20".into());
+        let (cfg, reports_max) = lane_config(&settings, None, false);
+        assert_eq!(cfg.get("message.timeout.ms"), None);
+        assert_eq!(cfg.get("linger.ms"), None);
+        assert_eq!(cfg.get("compression.type"), Some("lz4"));
+        assert_eq!(reports_max, Duration::from_secs(90) + REPORTS_SLACK);
+        let (cfg, reports_max) = lane_config(&KafkaSettings::default(), Some("t"), false);
+        assert_eq!(cfg.get("message.timeout.ms"), Some(MESSAGE_TIMEOUT_MS_DEFAULT));
+        assert_eq!(reports_max, Duration::from_secs(30) + REPORTS_SLACK);
+        assert_eq!((cfg.get("acks"), cfg.get("transactional.id")), (Some("all"), Some("t")));
+    }
 
     #[test]
     fn lanes_keep_the_role_id_first_so_older_instances_are_fenced_too() {

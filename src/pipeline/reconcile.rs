@@ -16,7 +16,7 @@ use super::deletions;
 use super::snapshot::{self, Sink, SnapshotError};
 use super::source::SourceRuntime;
 use super::{DeskFailure, DeskPages, Page};
-use crate::change::{ChangeEvent, Op, Record, record_time_ms};
+use crate::change::{ChangeEvent, Record, record_time_ms};
 use crate::kafka::table;
 use crate::metrics::RECONCILE_EVENTS_TOTAL;
 use crate::zoho::catalog::{self, OFFSET_CEILING, SEARCH_MAX_LIMIT, Walk};
@@ -191,9 +191,10 @@ async fn relist_module<D: DeskPages>(
     let now = chrono::Utc::now().timestamp_millis();
     let mut fresh = HashMap::with_capacity(records.len());
     let mut changes = Vec::new();
+    let mut without_id = 0;
     for record in records {
         let Some(id) = snapshot::id_of(&record) else {
-            crate::metrics::record_without_id(runtime.name(), module);
+            without_id += 1;
             continue;
         };
         let hash = content_hash(&record);
@@ -203,6 +204,7 @@ async fn relist_module<D: DeskPages>(
         }
         fresh.insert(id, hash);
     }
+    crate::metrics::records_without_id(runtime.name(), module, without_id);
     // Without hashes from an earlier pass (first pass after the snapshot, or a module too big to persist
     // them), what was there before is what the topic holds.
     let previous: HashSet<String> = if known.is_empty() {
@@ -270,25 +272,22 @@ async fn reconcile_module<D: DeskPages>(
             .map_err(|source| ReconcileError::Desk { module, source })?;
         let fetched = u32::try_from(page.records.len()).unwrap_or(u32::MAX);
         let mut changes = Vec::new();
+        let without_id = page.records.iter().filter(|row| row.id().is_none()).count();
+        crate::metrics::records_without_id(runtime.name(), module, without_id as u64);
         for row in page.records {
-            let Some(id) = super::snapshot::id_of(&row) else {
-                crate::metrics::record_without_id(runtime.name(), module);
-                continue;
-            };
+            let Some(id) = super::snapshot::id_of(&row) else { continue };
             let version = record_time_ms(&row).unwrap_or(now);
             newest = newest.max(version);
             let probe = change(module, &id, row.clone(), version);
             if !runtime.writer.guard.lock().await.admits(&probe) {
                 continue;
             }
-            let full = desk
-                .page(&format!("{}/{id}", spec.path), Vec::new(), "")
+            let found = desk
+                .record(spec.path, &id)
                 .await
                 .map_err(|source| ReconcileError::Desk { module, source })?;
-            if let Some(record) = full.records.into_iter().next() {
-                let v = record_time_ms(&record).unwrap_or(version);
-                changes.push(change(module, &id, record, v));
-            }
+            // Gone (or trashed) since the search listed it: that is the change the webhooks missed.
+            changes.push(ChangeEvent::refetched(module, &id, found, now, None, "reconcile"));
         }
         let state = vec![(state_key(module), serde_json::json!({ "watermark_ms": newest }))];
         let committed = runtime.writer.commit(&runtime.stream_producer, changes, state).await?;
@@ -315,15 +314,5 @@ async fn reconcile_module<D: DeskPages>(
 }
 
 fn change(module: Module, id: &str, record: Record, version: i64) -> ChangeEvent {
-    ChangeEvent {
-        module,
-        id: id.to_owned(),
-        op: Op::Update,
-        before: None,
-        after: Some(record),
-        source_ts_ms: version,
-        snapshot: None,
-        event_type: None,
-        position: Some("reconcile".into()),
-    }
+    ChangeEvent::update(module, id, record, version, None, "reconcile")
 }

@@ -729,6 +729,7 @@ async fn commit_pages(
     last_module: bool,
 ) -> Result<SnapshotCursor, SnapshotError> {
     let mut events = Vec::with_capacity(pages.iter().map(|(p, _)| p.records.len()).sum());
+    let mut without_id = 0;
     for (page, after) in pages {
         cursor = after;
         let n = page.records.len();
@@ -741,7 +742,7 @@ async fn commit_pages(
             format!("snapshot:{}:page:{}", module.name(), cursor.pages).into();
         for (i, record) in page.records.into_iter().enumerate() {
             let Some(id) = id_of(&record) else {
-                crate::metrics::record_without_id(sink.source, module);
+                without_id += 1;
                 continue;
             };
             let marker = match (cursor.done && i + 1 == n, last_module) {
@@ -762,6 +763,7 @@ async fn commit_pages(
             });
         }
     }
+    crate::metrics::records_without_id(sink.source, module, without_id);
     let cursor_json = serde_json::to_value(&cursor).unwrap_or_default();
     let state = vec![(SnapshotCursor::state_key(module), cursor_json.clone())];
     let committed = sink.writer.commit(sink.producer, events, state).await?;
