@@ -170,6 +170,37 @@ proptest! {
         }
     }
 
+    /// Records and list pages read as `serde_json` reads them, escapes, whitespace and nesting included.
+    #[test]
+    fn records_read_as_serde_json_reads_them(
+        items in prop::collection::vec(prop::collection::btree_map("[a-zA-Z\"\\\\é\u{1}]{0,8}", json_value(), 0..8), 0..4),
+        text_values in prop::collection::vec("[a-z\"\\\\/\u{1}\n\té€ ]{0,10}", 0..4),
+        pretty in any::<bool>(),
+    ) {
+        let items: Vec<Map<String, Value>> = items
+            .into_iter()
+            .map(|m| {
+                let mut m: Map<String, Value> = m.into_iter().collect();
+                for (i, t) in text_values.iter().enumerate() {
+                    m.insert(format!("t{i}"), Value::String(t.clone()));
+                }
+                m
+            })
+            .collect();
+        let page = json!({"count": items.len(), "data": items, "more": {"a": [1, "x"]}});
+        let text = if pretty { serde_json::to_string_pretty(&page) } else { serde_json::to_string(&page) }.unwrap();
+        let text: std::sync::Arc<str> = text.into();
+        let list = Record::list(&text, "data").unwrap().unwrap();
+        prop_assert_eq!(list.records.len(), items.len());
+        for (record, item) in list.records.iter().zip(&items) {
+            prop_assert_eq!(&record.to_map(), item);
+            let alone = if pretty { serde_json::to_string_pretty(item) } else { serde_json::to_string(item) }.unwrap();
+            prop_assert_eq!(&Record::parse(&alone).unwrap().to_map(), item);
+        }
+        let rest: Vec<&str> = list.rest.iter().map(|(k, _)| k.as_ref()).collect();
+        prop_assert_eq!(rest, vec!["count", "more"]);
+    }
+
     #[test]
     fn config_parsing_never_panics(text in "[a-z_\\[\\]=\"0-9 .\n]{0,300}") {
         let dir = tempfile::tempdir().unwrap();

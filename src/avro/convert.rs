@@ -173,27 +173,57 @@ pub(super) fn non_null(field_schema: &Schema) -> Option<&Schema> {
     }
 }
 
+/// The types a typed field can hold (the non-null branch of its `["null", T]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FieldType {
+    String,
+    Long,
+    Double,
+    Boolean,
+    /// An array of strings.
+    Strings,
+}
+
+impl FieldType {
+    /// The type of a field with this schema; `None` for a type no JSON value is fitted to.
+    pub(super) fn of(field_schema: &Schema) -> Option<Self> {
+        Some(match non_null(field_schema)? {
+            Schema::String => Self::String,
+            Schema::Long => Self::Long,
+            Schema::Double => Self::Double,
+            Schema::Boolean => Self::Boolean,
+            Schema::Array(items) if matches!(*items.items, Schema::String) => Self::Strings,
+            _ => return None,
+        })
+    }
+}
+
 /// `v` read as the field's type; `None` when it does not fit (it then goes to `extra`).
 pub(super) fn fit<'a>(field_schema: &Schema, v: Json<'a>) -> Option<Fit<'a>> {
-    match (non_null(field_schema)?, v.kind()) {
-        (Schema::String, Kind::String) => v.as_str().map(Fit::Str),
-        (Schema::String, Kind::Number) => v.as_number().map(|n| Fit::Str(Cow::Owned(n.to_string()))),
-        (Schema::String, Kind::Bool) => {
+    fit_type(FieldType::of(field_schema)?, v)
+}
+
+/// [`fit`] for a field whose type is known.
+pub(super) fn fit_type(ty: FieldType, v: Json<'_>) -> Option<Fit<'_>> {
+    match (ty, v.kind()) {
+        (FieldType::String, Kind::String) => v.as_str().map(Fit::Str),
+        (FieldType::String, Kind::Number) => v.as_number().map(|n| Fit::Str(Cow::Owned(n.to_string()))),
+        (FieldType::String, Kind::Bool) => {
             v.as_bool().map(|b| Fit::Str(Cow::Borrowed(if b { "true" } else { "false" })))
         }
-        (Schema::Long, Kind::Number) => v.as_number()?.as_i64().map(Fit::Long),
-        (Schema::Long, Kind::String) => canonical_i64(&v.as_str()?).map(Fit::Long),
-        (Schema::Double, Kind::Number) => v.as_number()?.as_f64().map(Fit::Double),
-        (Schema::Double, Kind::String) => {
+        (FieldType::Long, Kind::Number) => v.as_number()?.as_i64().map(Fit::Long),
+        (FieldType::Long, Kind::String) => canonical_i64(&v.as_str()?).map(Fit::Long),
+        (FieldType::Double, Kind::Number) => v.as_number()?.as_f64().map(Fit::Double),
+        (FieldType::Double, Kind::String) => {
             v.as_str()?.parse::<f64>().ok().filter(|f| f.is_finite()).map(Fit::Double)
         }
-        (Schema::Boolean, Kind::Bool) => v.as_bool().map(Fit::Bool),
-        (Schema::Boolean, Kind::String) => match v.as_str()?.as_ref() {
+        (FieldType::Boolean, Kind::Bool) => v.as_bool().map(Fit::Bool),
+        (FieldType::Boolean, Kind::String) => match v.as_str()?.as_ref() {
             "true" => Some(Fit::Bool(true)),
             "false" => Some(Fit::Bool(false)),
             _ => None,
         },
-        (Schema::Array(items), Kind::Array) if matches!(*items.items, Schema::String) => v
+        (FieldType::Strings, Kind::Array) => v
             .items()?
             .into_iter()
             .map(|item| if item.kind() == Kind::String { item.as_str() } else { None })

@@ -5,40 +5,53 @@
 //! Why not `apache-avro` here: building an `apache_avro::types::Value` per record (a name, a box and a copy
 //! per field) and encoding it (a hash map of the fields per record) cost several times the JSON parse on
 //! every snapshot row and webhook event. The decisions (what fits a field, what goes to `extra`) are those
-//! of [`super::convert`], shared through [`convert::fit`]; `apache-avro` still parses the schemas, and the
+//! of [`super::convert`], shared through [`convert::fit_type`]; `apache-avro` still parses the schemas, and the
 //! tests decode these bytes with it and compare them with [`convert::record_to_avro`].
 
-use super::convert::{self, ConvertError, Fit, Rest};
+use super::convert::{self, ConvertError, FieldType, Fit, Rest};
 use crate::change::record::{Json, Record};
 use apache_avro::Schema;
 use apache_avro::schema::{RecordField, RecordSchema};
 use std::collections::HashMap;
 
-/// What [`write_record`] needs of a record schema, prepared once per module: its fields in order, and where
-/// each name is among them (a fast hash: it is asked once per field of every record).
+/// What [`write_record`] needs of a record schema, prepared once per module: its fields in order with what
+/// each holds, and where each name is among them (a fast hash: it is asked once per field of every record).
 #[derive(Debug)]
 pub struct Plan<'s> {
     fields: &'s [RecordField],
+    holds: Vec<Holds>,
     index: HashMap<&'s str, usize, foldhash::fast::FixedState>,
+}
+
+/// What a schema field holds, decided once per schema rather than once per record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holds {
+    Id,
+    Cf,
+    Extra,
+    Typed(FieldType),
 }
 
 impl<'s> Plan<'s> {
     /// The plan for `schema`, or `None` when [`write_record`] cannot write its records.
     pub fn new(schema: &'s Schema) -> Option<Self> {
         let Schema::Record(RecordSchema { fields, .. }) = schema else { return None };
-        let last_is_extra = fields.last().is_some_and(|f| f.name == "extra");
-        let supported = last_is_extra
-            && fields.iter().all(|f| match f.name.as_str() {
-                "id" => matches!(f.schema, Schema::String),
-                "extra" => is_nullable(&f.schema, |s| matches!(s, Schema::String)),
-                "cf" => is_nullable(&f.schema, |s| matches!(s, Schema::Map(_))),
-                _ => is_nullable(&f.schema, |s| {
-                    matches!(s, Schema::String | Schema::Long | Schema::Double | Schema::Boolean)
-                        || matches!(s, Schema::Array(a) if matches!(*a.items, Schema::String))
-                }),
-            });
+        if fields.last().is_none_or(|f| f.name != "extra") {
+            return None;
+        }
+        let holds = fields
+            .iter()
+            .map(|f| match f.name.as_str() {
+                "id" => matches!(f.schema, Schema::String).then_some(Holds::Id),
+                "extra" => is_nullable(&f.schema, |s| matches!(s, Schema::String)).then_some(Holds::Extra),
+                "cf" => is_nullable(&f.schema, |s| matches!(s, Schema::Map(_))).then_some(Holds::Cf),
+                _ => is_nullable(&f.schema, |s| FieldType::of(s).is_some())
+                    .then(|| FieldType::of(&f.schema).map(Holds::Typed))
+                    .flatten(),
+            })
+            .collect::<Option<Vec<_>>>()?;
         let index = fields.iter().enumerate().map(|(i, f)| (f.name.as_str(), i)).collect();
-        supported.then_some(Self { fields, index })
+        Some(Self { fields, holds, index })
     }
 }
 
@@ -69,17 +82,17 @@ pub fn write_record(plan: &Plan<'_>, record: &Record, out: &mut Vec<u8>) -> Resu
     for (key, value) in record.fields() {
         match plan.index.get(key) {
             // `extra` is written from the rest; a field Desk calls `extra` is part of that rest.
-            Some(&i) if key != "extra" => slots[i] = Some(value),
+            Some(&i) if plan.holds.get(i) != Some(&Holds::Extra) => slots[i] = Some(value),
             _ => rest.push((key, Rest::Json(value))),
         }
     }
-    for (field, slot) in plan.fields.iter().zip(slots.iter()) {
+    for ((field, holds), slot) in plan.fields.iter().zip(&plan.holds).zip(slots.iter()) {
         let value = slot.filter(|v| !v.is_null());
-        match field.name.as_str() {
+        match *holds {
             // Read as the record reads it, so a repeated `id` counts as its last value there too.
-            "id" => string(out, &record.id().ok_or(ConvertError::MissingId)?),
-            "extra" => {} // last: written below
-            "cf" => match value {
+            Holds::Id => string(out, &record.id().ok_or(ConvertError::MissingId)?),
+            Holds::Extra => {} // last: written below
+            Holds::Cf => match value {
                 None => null(out),
                 Some(cf) => match convert::split_cf(cf) {
                     Some((map, leftovers)) => {
@@ -102,15 +115,15 @@ pub fn write_record(plan: &Plan<'_>, record: &Record, out: &mut Vec<u8>) -> Resu
                     }
                 },
             },
-            key => match value {
+            Holds::Typed(ty) => match value {
                 None => null(out),
-                Some(v) => match convert::fit(&field.schema, v) {
+                Some(v) => match convert::fit_type(ty, v) {
                     Some(fit) => {
                         some(out);
                         typed(out, fit);
                     }
                     None => {
-                        rest.push((key, Rest::Json(v)));
+                        rest.push((field.name.as_str(), Rest::Json(v)));
                         null(out);
                     }
                 },

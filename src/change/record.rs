@@ -5,7 +5,8 @@
 //! and freed; that cost more than everything else the bridge does per record. A record here is a shared
 //! text (a whole page or webhook body, read once) and one vector of spans into it.
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
+use super::scan::{self, Scanner};
+use serde::de::{self, Deserializer, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 use std::borrow::Cow;
@@ -146,12 +147,10 @@ impl Record {
     /// The object whose JSON text is `raw`, a slice of `text` (the page or body the record shares). A `raw`
     /// that is not a slice of `text` is copied.
     pub fn within(text: &Arc<str>, raw: &str) -> Result<Self, RecordError> {
-        if span_of(text, raw).is_none() {
-            return Self::parse(raw);
-        }
-        let mut de = serde_json::Deserializer::from_str(raw);
-        let record = de.deserialize_any(FieldsVisitor(text))?;
-        de.end()?;
+        let Some(span) = span_of(text, raw) else { return Self::parse(raw) };
+        let mut scan = Scanner::new(text, span.start as usize..span.end as usize);
+        let record = Self::scan_object(text, &mut scan)?;
+        scan.finish()?;
         record.ok_or(RecordError::NotAnObject)
     }
 
@@ -159,10 +158,62 @@ impl Record {
     /// objects are skipped), and the raw values of the object's other fields. `None` when `text` is not an
     /// object. One pass over the text, however long the page.
     pub fn list<'t>(text: &'t Arc<str>, key: &str) -> Result<Option<RecordList<'t>>, RecordError> {
-        let mut de = serde_json::Deserializer::from_str(text);
-        let list = de.deserialize_any(ListVisitor { key, text })?;
-        de.end()?;
-        Ok(list)
+        let mut scan = Scanner::new(text, 0..text.len());
+        if !scan.open_object()? {
+            scan.skip_value()?;
+            scan.finish()?;
+            return Ok(None);
+        }
+        let mut list = RecordList { records: Vec::new(), rest: Vec::new() };
+        let mut first = true;
+        while let Some(k) = scan.next_key(&mut first)? {
+            let name = key_text(text, &k)?;
+            if name == key {
+                // A repeated key counts as its last value.
+                list.records = Self::scan_items(text, &mut scan)?;
+            } else {
+                let value = scan.skip_value()?;
+                list.rest.push((name, Json(raw_at(text, value))));
+            }
+        }
+        scan.finish()?;
+        Ok(Some(list))
+    }
+
+    /// The objects of the array next in `scan`, as records of `text` (anything else is no records).
+    fn scan_items(text: &Arc<str>, scan: &mut Scanner<'_>) -> Result<Vec<Self>, RecordError> {
+        if !scan.open_array()? {
+            scan.skip_value()?;
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::with_capacity(ITEMS_HINT);
+        let mut first = true;
+        while scan.next_item(&mut first)? {
+            out.extend(Self::scan_object(text, scan)?);
+        }
+        Ok(out)
+    }
+
+    /// The object next in `scan` as a record of `text`, each key and value a span of it; `None` (the value
+    /// skipped) for any other value.
+    fn scan_object(text: &Arc<str>, scan: &mut Scanner<'_>) -> Result<Option<Self>, RecordError> {
+        if !scan.open_object()? {
+            scan.skip_value()?;
+            return Ok(None);
+        }
+        // Desk records have some 60 fields; growing from a small vector cost two copies of each.
+        let mut fields = Vec::with_capacity(FIELDS_HINT);
+        let mut known = Known::default();
+        let mut first = true;
+        while let Some(k) = scan.next_key(&mut first)? {
+            let value = span(scan.skip_value()?)?;
+            let key =
+                if k.escaped { Key::Owned(key_text(text, &k)?.into()) } else { Key::At(span(k.inner)?) };
+            let field = Field { key, value };
+            known.note(Record::key_in(text, &field), u32::try_from(fields.len()).map_err(|_| TOO_LONG)?);
+            fields.push(field);
+        }
+        Ok(Some(Record { text: text.clone(), fields, known }))
     }
 
     /// The value of `key` (its last occurrence).
@@ -348,97 +399,46 @@ fn span_of(text: &str, part: &str) -> Option<Span> {
 /// The top-level entries of the JSON object `raw`: each key (borrowed unless it held escapes) and the raw
 /// text of its value, in text order.
 pub fn object_entries(raw: &str) -> Result<Vec<(Cow<'_, str>, &str)>, RecordError> {
-    let mut de = serde_json::Deserializer::from_str(raw);
-    let entries = de.deserialize_any(EntriesVisitor)?;
-    de.end()?;
-    entries.ok_or(RecordError::NotAnObject)
+    let mut scan = Scanner::new(raw, 0..raw.len());
+    if !scan.open_object()? {
+        scan.skip_value()?;
+        scan.finish()?;
+        return Err(RecordError::NotAnObject);
+    }
+    let mut out = Vec::new();
+    let mut first = true;
+    while let Some(k) = scan.next_key(&mut first)? {
+        let value = scan.skip_value()?;
+        out.push((key_text(raw, &k)?, raw_at(raw, value)));
+    }
+    scan.finish()?;
+    Ok(out)
 }
 
-struct EntriesVisitor;
-
-impl<'de> Visitor<'de> for EntriesVisitor {
-    /// `None` for any JSON value but an object.
-    type Value = Option<Vec<(Cow<'de, str>, &'de str)>>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON object")
+/// A key's text, unescaped when it held escapes (a lone surrogate is refused, as `serde_json` refuses it).
+fn key_text<'t>(text: &'t str, key: &scan::Key) -> Result<Cow<'t, str>, RecordError> {
+    let inner = raw_at(text, key.inner.clone());
+    if !key.escaped {
+        return Ok(Cow::Borrowed(inner));
     }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::with_capacity(map.size_hint().unwrap_or(FIELDS_HINT));
-        while let Some(KeyText(key)) = map.next_key()? {
-            let value: &'de RawValue = map.next_value()?;
-            out.push((key, value.get()));
-        }
-        Ok(Some(out))
-    }
-
-    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        drain_seq(seq).map(|()| None)
-    }
-
-    scalars_as!(None);
+    let quoted = raw_at(text, key.inner.start.saturating_sub(1)..key.inner.end + 1);
+    Ok(Cow::Owned(serde_json::from_str::<String>(quoted)?))
 }
 
-/// A list page: the array under `key` becomes records of `text`; other fields are kept raw.
-struct ListVisitor<'k, 't> {
-    key: &'k str,
-    text: &'t Arc<str>,
+/// The text at byte positions the scanner found (always on character boundaries: they are at ASCII
+/// punctuation).
+fn raw_at(text: &str, at: std::ops::Range<usize>) -> &str {
+    text.get(at).unwrap_or_default()
 }
 
-impl<'de> Visitor<'de> for ListVisitor<'_, 'de> {
-    type Value = Option<RecordList<'de>>;
+/// Spans are 32-bit: a text past 4 GiB is refused (the HTTP body limits keep it far below that).
+const TOO_LONG: RecordError = RecordError::Json("a record's text is longer than 4 GiB");
 
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON object")
+fn span(at: std::ops::Range<usize>) -> Result<Span, RecordError> {
+    match (u32::try_from(at.start), u32::try_from(at.end)) {
+        (Ok(start), Ok(end)) => Ok(Span { start, end }),
+        _ => Err(TOO_LONG),
     }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut list = RecordList { records: Vec::new(), rest: Vec::new() };
-        while let Some(KeyText(key)) = map.next_key()? {
-            if key == self.key {
-                // A repeated key counts as its last value.
-                list.records = map.next_value_seed(Seed(ItemsVisitor(self.text)))?;
-            } else {
-                let value: &'de RawValue = map.next_value()?;
-                list.rest.push((key, Json(value.get())));
-            }
-        }
-        Ok(Some(list))
-    }
-
-    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        drain_seq(seq).map(|()| None)
-    }
-
-    scalars_as!(None);
-}
-
-/// The objects of an array, as records of the text (anything else is no records); each item is read once,
-/// straight into its fields.
-struct ItemsVisitor<'t>(&'t Arc<str>);
-
-impl<'de> Visitor<'de> for ItemsVisitor<'de> {
-    type Value = Vec<Record>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("an array")
-    }
-
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(100));
-        while let Some(record) = seq.next_element_seed(Seed(FieldsVisitor(self.0)))? {
-            out.extend(record);
-        }
-        Ok(out)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
-        Ok(Vec::new())
-    }
-
-    scalars_as!(Vec::new());
 }
 
 /// A value read by [`InPlace`].
@@ -449,70 +449,28 @@ pub enum Placed {
     Other,
 }
 
-/// Reads one value of a text being deserialised (as `Seed(InPlace(text))`): an object becomes a record of
-/// `text` in the same pass. The deserialiser must read `text` itself (its borrowed strings are slices of it).
+/// Reads one value of a text being deserialised: an object becomes a record of `text` (indexed where it
+/// lies). The deserialiser must read `text` itself (its borrowed strings are slices of it).
 pub struct InPlace<'t>(pub &'t Arc<str>);
 
-impl<'de> Visitor<'de> for InPlace<'de> {
+impl<'de> de::DeserializeSeed<'de> for InPlace<'de> {
     type Value = Placed;
 
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON value")
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        let raw = <&'de RawValue as de::Deserialize<'de>>::deserialize(d)?;
+        Ok(match Json(raw.get()).kind() {
+            Kind::Object => Placed::Object(Record::within(self.0, raw.get()).map_err(de::Error::custom)?),
+            Kind::Null => Placed::Null,
+            _ => Placed::Other,
+        })
     }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        Ok(FieldsVisitor(self.0).visit_map(map)?.map_or(Placed::Other, Placed::Object))
-    }
-
-    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        drain_seq(seq).map(|()| Placed::Other)
-    }
-
-    scalars_as!(Placed::Other, null: Placed::Null);
-}
-
-/// An object read straight into a record: each key and value as a span of the text being deserialised,
-/// which must be `text` itself (or a slice of it).
-struct FieldsVisitor<'t>(&'t Arc<str>);
-
-impl<'de> Visitor<'de> for FieldsVisitor<'de> {
-    /// `None` for any JSON value but an object.
-    type Value = Option<Record>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let text = self.0;
-        // Desk records have some 60 fields; growing from a small vector cost two copies of each.
-        let mut fields = Vec::with_capacity(FIELDS_HINT);
-        let mut known = Known::default();
-        // Spans are 32-bit: a text past 4 GiB is refused (the HTTP body limits keep it far below that).
-        let too_long = || de::Error::custom("a record's text is longer than 4 GiB");
-        for at in 0u32.. {
-            let Some(KeyText(key)) = map.next_key()? else { break };
-            let value: &'de RawValue = map.next_value()?;
-            let key = match key {
-                Cow::Borrowed(k) => Key::At(span_of(text, k).ok_or_else(too_long)?),
-                Cow::Owned(k) => Key::Owned(k.into_boxed_str()),
-            };
-            let field = Field { key, value: span_of(text, value.get()).ok_or_else(too_long)? };
-            known.note(Record::key_in(text, &field), at);
-            fields.push(field);
-        }
-        Ok(Some(Record { text: text.clone(), fields, known }))
-    }
-
-    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        drain_seq(seq).map(|()| None)
-    }
-
-    scalars_as!(None);
 }
 
 /// Fields a record vector starts with room for.
 const FIELDS_HINT: usize = 64;
+
+/// Records a page's vector starts with room for (Desk's largest page of most modules).
+const ITEMS_HINT: usize = 100;
 
 /// Reads one value, whatever it is, with the visitor `V`: the seed of a visitor that carries state (the
 /// text its records share).
@@ -723,6 +681,12 @@ mod tests {
         for bad in ["[1]", "1", "\"x\"", "null", "{", "{\"a\":}", "{} x", ""] {
             assert!(Record::parse(bad).is_err(), "{bad}");
         }
+        // A key must read as text; a value is kept as sent (its string reading then fails, so it goes to
+        // `extra` raw).
+        assert!(Record::parse(r#"{"\ud800":1}"#).is_err());
+        let r = Record::parse(r#"{"k\u00e9y":"\ud800"}"#).unwrap();
+        assert_eq!(r.get("kéy").unwrap().raw(), r#""\ud800""#);
+        assert_eq!(r.get_str("kéy"), None);
     }
 
     #[test]

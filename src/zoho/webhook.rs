@@ -265,8 +265,8 @@ impl<'de> Visitor<'de> for EventVisitor<'de> {
                 "orgId" => event.org_id = raw(map.next_value()?),
                 "eventTime" => event.event_time = raw(map.next_value()?),
                 "text" => event.text = raw(map.next_value()?),
-                "payload" => event.payload = Some(map.next_value_seed(Seed(InPlace(self.0)))?),
-                "prevState" => event.prev_state = Some(map.next_value_seed(Seed(InPlace(self.0)))?),
+                "payload" => event.payload = Some(map.next_value_seed(InPlace(self.0))?),
+                "prevState" => event.prev_state = Some(map.next_value_seed(InPlace(self.0))?),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
