@@ -1,7 +1,7 @@
 //! The change-event model: what happened to one Desk record, independent of Desk's wire shapes and of Avro.
 
 pub mod record;
-mod scan;
+pub(crate) mod scan;
 
 pub use record::Record;
 

@@ -5,41 +5,11 @@
 //! and freed; that cost more than everything else the bridge does per record. A record here is a shared
 //! text (a whole page or webhook body, read once) and one vector of spans into it.
 
-use super::scan::{self, Scanner};
-use serde::de::{self, Deserializer, Visitor};
+use super::scan::Scanner;
 use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 use std::borrow::Cow;
 use std::sync::Arc;
-
-/// The scalar `visit_*` methods of a visitor that reads every scalar as `$value` (and null as `$null`, by
-/// default the same): the visitors here look for objects and arrays and pass over the rest.
-macro_rules! scalars_as {
-    ($value:expr) => {
-        scalars_as!($value, null: $value);
-    };
-    ($value:expr, null: $null:expr) => {
-        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-        fn visit_unit<E>(self) -> Result<Self::Value, E> {
-            Ok($null)
-        }
-    };
-}
-pub(crate) use scalars_as;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
@@ -167,13 +137,13 @@ impl Record {
         let mut list = RecordList { records: Vec::new(), rest: Vec::new() };
         let mut first = true;
         while let Some(k) = scan.next_key(&mut first)? {
-            let name = key_text(text, &k)?;
+            let name = scan.key_text(&k)?;
             if name == key {
                 // A repeated key counts as its last value.
                 list.records = Self::scan_items(text, &mut scan)?;
             } else {
                 let value = scan.skip_value()?;
-                list.rest.push((name, Json(raw_at(text, value))));
+                list.rest.push((name, Json(scan.slice(value))));
             }
         }
         scan.finish()?;
@@ -194,26 +164,39 @@ impl Record {
         Ok(out)
     }
 
-    /// The object next in `scan` as a record of `text`, each key and value a span of it; `None` (the value
-    /// skipped) for any other value.
+    /// The object next in `scan` as a record of `text`; `None` (the value skipped) for any other value.
     fn scan_object(text: &Arc<str>, scan: &mut Scanner<'_>) -> Result<Option<Self>, RecordError> {
         if !scan.open_object()? {
             scan.skip_value()?;
             return Ok(None);
         }
+        Self::scan_fields(text, scan).map(Some)
+    }
+
+    /// The value next in `scan`, a slice of `text`: an object becomes a record of `text`, each key and value
+    /// a span of it.
+    pub(crate) fn scan_value(text: &Arc<str>, scan: &mut Scanner<'_>) -> Result<Placed, RecordError> {
+        if scan.open_object()? {
+            return Self::scan_fields(text, scan).map(Placed::Object);
+        }
+        let value = scan.skip_value()?;
+        Ok(if scan.slice(value) == "null" { Placed::Null } else { Placed::Other })
+    }
+
+    /// The fields of the object just opened in `scan`, up to its end.
+    fn scan_fields(text: &Arc<str>, scan: &mut Scanner<'_>) -> Result<Self, RecordError> {
         // Desk records have some 60 fields; growing from a small vector cost two copies of each.
         let mut fields = Vec::with_capacity(FIELDS_HINT);
         let mut known = Known::default();
         let mut first = true;
         while let Some(k) = scan.next_key(&mut first)? {
             let value = span(scan.skip_value()?)?;
-            let key =
-                if k.escaped { Key::Owned(key_text(text, &k)?.into()) } else { Key::At(span(k.inner)?) };
+            let key = if k.escaped { Key::Owned(scan.key_text(&k)?.into()) } else { Key::At(span(k.inner)?) };
             let field = Field { key, value };
             known.note(Record::key_in(text, &field), u32::try_from(fields.len()).map_err(|_| TOO_LONG)?);
             fields.push(field);
         }
-        Ok(Some(Record { text: text.clone(), fields, known }))
+        Ok(Record { text: text.clone(), fields, known })
     }
 
     /// The value of `key` (its last occurrence).
@@ -409,26 +392,10 @@ pub fn object_entries(raw: &str) -> Result<Vec<(Cow<'_, str>, &str)>, RecordErro
     let mut first = true;
     while let Some(k) = scan.next_key(&mut first)? {
         let value = scan.skip_value()?;
-        out.push((key_text(raw, &k)?, raw_at(raw, value)));
+        out.push((scan.key_text(&k)?, scan.slice(value)));
     }
     scan.finish()?;
     Ok(out)
-}
-
-/// A key's text, unescaped when it held escapes (a lone surrogate is refused, as `serde_json` refuses it).
-fn key_text<'t>(text: &'t str, key: &scan::Key) -> Result<Cow<'t, str>, RecordError> {
-    let inner = raw_at(text, key.inner.clone());
-    if !key.escaped {
-        return Ok(Cow::Borrowed(inner));
-    }
-    let quoted = raw_at(text, key.inner.start.saturating_sub(1)..key.inner.end + 1);
-    Ok(Cow::Owned(serde_json::from_str::<String>(quoted)?))
-}
-
-/// The text at byte positions the scanner found (always on character boundaries: they are at ASCII
-/// punctuation).
-fn raw_at(text: &str, at: std::ops::Range<usize>) -> &str {
-    text.get(at).unwrap_or_default()
 }
 
 /// Spans are 32-bit: a text past 4 GiB is refused (the HTTP body limits keep it far below that).
@@ -441,7 +408,7 @@ fn span(at: std::ops::Range<usize>) -> Result<Span, RecordError> {
     }
 }
 
-/// A value read by [`InPlace`].
+/// A value read by [`Record::scan_value`].
 pub enum Placed {
     Object(Record),
     Null,
@@ -449,71 +416,11 @@ pub enum Placed {
     Other,
 }
 
-/// Reads one value of a text being deserialised: an object becomes a record of `text` (indexed where it
-/// lies). The deserialiser must read `text` itself (its borrowed strings are slices of it).
-pub struct InPlace<'t>(pub &'t Arc<str>);
-
-impl<'de> de::DeserializeSeed<'de> for InPlace<'de> {
-    type Value = Placed;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        let raw = <&'de RawValue as de::Deserialize<'de>>::deserialize(d)?;
-        Ok(match Json(raw.get()).kind() {
-            Kind::Object => Placed::Object(Record::within(self.0, raw.get()).map_err(de::Error::custom)?),
-            Kind::Null => Placed::Null,
-            _ => Placed::Other,
-        })
-    }
-}
-
 /// Fields a record vector starts with room for.
 const FIELDS_HINT: usize = 64;
 
 /// Records a page's vector starts with room for (Desk's largest page of most modules).
 const ITEMS_HINT: usize = 100;
-
-/// Reads one value, whatever it is, with the visitor `V`: the seed of a visitor that carries state (the
-/// text its records share).
-pub struct Seed<V>(pub V);
-
-impl<'de, V: Visitor<'de>> de::DeserializeSeed<'de> for Seed<V> {
-    type Value = V::Value;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self.0)
-    }
-}
-
-/// Skips the rest of an array.
-pub(crate) fn drain_seq<'de, A: de::SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
-    while seq.next_element::<de::IgnoredAny>()?.is_some() {}
-    Ok(())
-}
-
-/// An object key, borrowed from the text unless it held escapes.
-pub struct KeyText<'de>(pub Cow<'de, str>);
-
-impl<'de> de::Deserialize<'de> for KeyText<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = KeyText<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string key")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(KeyText(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(KeyText(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-                Ok(KeyText(Cow::Owned(v)))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
 
 /// The raw JSON text of one value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,16 +8,18 @@
 //! the tests hold it to `serde_json`'s verdict on random and mutated texts.
 
 use super::record::RecordError;
+use std::borrow::Cow;
 use std::ops::Range;
 
 /// An object key: the text between its quotes, and whether that text holds escapes.
-pub(super) struct Key {
+pub(crate) struct Key {
     pub inner: Range<usize>,
     pub escaped: bool,
 }
 
 /// A position in a text being scanned, and the containers opened around it.
-pub(super) struct Scanner<'t> {
+pub(crate) struct Scanner<'t> {
+    text: &'t str,
     bytes: &'t [u8],
     at: usize,
     depth: usize,
@@ -28,7 +30,24 @@ impl<'t> Scanner<'t> {
     pub fn new(text: &'t str, range: Range<usize>) -> Self {
         let bytes = text.as_bytes();
         let end = range.end.min(bytes.len());
-        Self { bytes: &bytes[..end], at: range.start.min(end), depth: 0 }
+        Self { text, bytes: &bytes[..end], at: range.start.min(end), depth: 0 }
+    }
+
+    /// The text at positions the scan returned (always on character boundaries: they are at ASCII
+    /// punctuation).
+    pub fn slice(&self, at: Range<usize>) -> &'t str {
+        self.text.get(at).unwrap_or_default()
+    }
+
+    /// A key's text, unescaped when it held escapes (a lone surrogate is refused, as `serde_json` refuses
+    /// it).
+    pub fn key_text(&self, key: &Key) -> Result<Cow<'t, str>, RecordError> {
+        let inner = self.slice(key.inner.clone());
+        if !key.escaped {
+            return Ok(Cow::Borrowed(inner));
+        }
+        let quoted = self.slice(key.inner.start.saturating_sub(1)..key.inner.end + 1);
+        Ok(Cow::Owned(serde_json::from_str::<String>(quoted)?))
     }
 
     /// Opens the object that comes next; `false` (nothing consumed) when the next value is not an object.

@@ -27,12 +27,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
-
-use crate::change::record::{
-    InPlace, Json, KeyText, Kind, Placed, Record, RecordError, Seed, drain_seq, scalars_as,
-};
+use crate::change::record::{Json, Kind, Placed, Record, RecordError};
+use crate::change::scan::Scanner;
 use crate::change::{ChangeEvent, Op, parse_desk_time, record_time_ms};
 use crate::zoho::catalog::module_for_event;
 use crate::zoho::module::Module;
@@ -154,15 +150,11 @@ pub struct Mapped {
 /// Parses a body POSTed to the service URL of the source for org `expected_org`. One pass over the body:
 /// the records (payloads, previous states) keep the body's text and are read in place.
 pub fn parse_delivery(body: &[u8], expected_org: &str) -> Result<Delivery, WebhookError> {
-    let not_json = |e: serde_json::Error| {
-        WebhookError::Malformed(format!("not JSON ({})", json_error_kind(&RecordError::from(e))))
-    };
     let text: Arc<str> = Arc::from(
         std::str::from_utf8(body).map_err(|_| WebhookError::Malformed("not JSON (syntax error)".into()))?,
     );
-    let mut de = serde_json::Deserializer::from_str(&text);
-    let parsed = de.deserialize_any(BodyVisitor(&text)).map_err(not_json)?;
-    de.end().map_err(not_json)?;
+    let parsed = read_body(&text)
+        .map_err(|e| WebhookError::Malformed(format!("not JSON ({})", json_error_kind(&e))))?;
     match parsed {
         Body::Batch(items) => {
             let events = items
@@ -221,65 +213,55 @@ struct RawEvent<'t> {
     text: Option<Json<'t>>,
 }
 
-struct BodyVisitor<'t>(&'t Arc<str>);
-
-impl<'de> Visitor<'de> for BodyVisitor<'de> {
-    type Value = Body<'de>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("an array of events or an object")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(1));
-        while let Some(item) = seq.next_element_seed(Seed(EventVisitor(self.0)))? {
-            items.push(item);
+/// Reads a body: an array of events, or one object.
+fn read_body(text: &Arc<str>) -> Result<Body<'_>, RecordError> {
+    let mut scan = Scanner::new(text, 0..text.len());
+    let body = if scan.open_array()? {
+        let mut items = Vec::new();
+        let mut first = true;
+        while scan.next_item(&mut first)? {
+            items.push(read_event(text, &mut scan)?);
         }
-        Ok(Body::Batch(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        Ok(EventVisitor(self.0).visit_map(map)?.map_or(Body::Neither, Body::Object))
-    }
-
-    scalars_as!(Body::Neither);
+        Body::Batch(items)
+    } else {
+        read_event(text, &mut scan)?.map_or(Body::Neither, Body::Object)
+    };
+    scan.finish()?;
+    Ok(body)
 }
 
-/// One event object (`None` for any other value).
-struct EventVisitor<'t>(&'t Arc<str>);
-
-impl<'de> Visitor<'de> for EventVisitor<'de> {
-    type Value = Option<RawEvent<'de>>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("an event object")
+/// The event object next in `scan` (`None`, the value skipped, for any other value). A repeated key counts
+/// as its last value.
+fn read_event<'t>(text: &'t Arc<str>, scan: &mut Scanner<'t>) -> Result<Option<RawEvent<'t>>, RecordError> {
+    if !scan.open_object()? {
+        scan.skip_value()?;
+        return Ok(None);
     }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut event = RawEvent::default();
-        let raw = |v: &'de RawValue| Some(Json::new(v.get()));
-        // A repeated key counts as its last value.
-        while let Some(KeyText(key)) = map.next_key()? {
-            match &*key {
-                "eventType" => event.event_type = raw(map.next_value()?),
-                "orgId" => event.org_id = raw(map.next_value()?),
-                "eventTime" => event.event_time = raw(map.next_value()?),
-                "text" => event.text = raw(map.next_value()?),
-                "payload" => event.payload = Some(map.next_value_seed(InPlace(self.0))?),
-                "prevState" => event.prev_state = Some(map.next_value_seed(InPlace(self.0))?),
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+    let mut event = RawEvent::default();
+    let mut first = true;
+    while let Some(key) = scan.next_key(&mut first)? {
+        let slot = match &*scan.key_text(&key)? {
+            "payload" => {
+                event.payload = Some(Record::scan_value(text, scan)?);
+                continue;
             }
-        }
-        Ok(Some(event))
+            "prevState" => {
+                event.prev_state = Some(Record::scan_value(text, scan)?);
+                continue;
+            }
+            "eventType" => &mut event.event_type,
+            "orgId" => &mut event.org_id,
+            "eventTime" => &mut event.event_time,
+            "text" => &mut event.text,
+            _ => {
+                scan.skip_value()?;
+                continue;
+            }
+        };
+        let value = scan.skip_value()?;
+        *slot = Some(Json::new(scan.slice(value)));
     }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        drain_seq(seq).map(|()| None)
-    }
-
-    scalars_as!(None);
+    Ok(Some(event))
 }
 
 fn check_event(index: usize, event: RawEvent<'_>, expected_org: &str) -> Result<DeskEvent, WebhookError> {
