@@ -46,6 +46,11 @@ impl Writer {
         self.guard.lock().await.deletes_since(module, seen)
     }
 
+    /// Whether a change of `module` (not a snapshot read) has been committed.
+    pub async fn changing(&self, module: crate::zoho::module::Module) -> bool {
+        self.guard.lock().await.changing(module)
+    }
+
     /// Encodes `events` for a later commit (no lock: this is the bulk of a commit's work, and it runs where
     /// the events arise, side by side, while another commit holds the guard).
     pub fn encode(&self, events: Vec<ChangeEvent>) -> Result<Vec<Ready>, EncodeError> {

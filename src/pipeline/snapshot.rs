@@ -259,10 +259,21 @@ async fn rewind_from(
     if history.len() > 32 {
         history.pop_front();
     }
-    // Deletes Desk has not reported yet shift rows too: once the module is seen deleting, start a few rows
-    // early (re-read rows are dropped as recent ids).
-    let margin = if seq > 0 { SHIFT_MARGIN } else { 0 };
+    // Deletes Desk has not reported yet, and updates taking rows out of a split part, shift rows too: once
+    // the module is seen changing, every page after the first starts a row early, so `shifted` can see its
+    // predecessor's last row, and a few rows early once it is seen deleting (re-read rows are dropped as
+    // recent ids). An org Desk is not changing keeps the minimum number of calls.
+    let margin = if seq > 0 { SHIFT_MARGIN } else { u32::from(sink.writer.changing(walked).await) };
     (request_from.min(cursor.from).saturating_sub(margin), seq)
+}
+
+/// Whether the list shifted under a page that starts before the previous page's end: that page's last row
+/// then belongs in it, and its absence means rows before it left the list (a delete, or an update taking a
+/// row out of a split part) since it was read, moving unread rows back into the page already read.
+fn shifted(cursor: &SnapshotCursor, request_from: u32, limit: u32, page: &Page) -> bool {
+    let Some(last) = cursor.prev_page_ids.last() else { return false };
+    let overlaps = request_from < cursor.from && cursor.from - 1 < request_from.saturating_add(limit);
+    overlaps && !page.records.iter().any(|r| r.id().is_some_and(|id| *id == **last))
 }
 
 async fn fetch<D: DeskPages>(
@@ -291,11 +302,10 @@ async fn fetch_record<D: DeskPages>(
 const DELETE_CLOCK_SLACK_MS: i64 = 2_000;
 
 /// Rows each page of a sorted walk re-reads before its offset once the walked module has had a delete
-/// committed since start. A row deleted before the offset between two page reads moves the next unread row
-/// back into the page already read; a delete reported (as a webhook event) before the next read rewinds the
-/// walk, but one reported later, or after the walk has moved on to the next partition, would lose that row.
-/// This many such deletes per page are covered, for about that many more Desk calls per hundred pages,
-/// paid only while Desk is deleting: an org with no deletes keeps the minimum number of calls.
+/// committed since start (one row once it has had any change). A row deleted before the offset between two page reads
+/// moves the next unread row back into the page already read; a delete reported (as a webhook event) before
+/// the next read rewinds the walk, this margin covers a few unreported ones, and a page that misses its
+/// predecessor's last row is read again from a page earlier (`shifted`), whatever moved the rows.
 const SHIFT_MARGIN: u32 = 3;
 
 /// A progress line in the logs every this many pages (and always in `/status`).
@@ -468,22 +478,39 @@ async fn sorted_step<D: DeskPages>(
     let (searching, window_start_ms, upper_ms) = (next.searching, next.window_start_ms, next.upper_ms);
     let mut query: Vec<(String, String)> = partition.as_ref().map(Partition::query).unwrap_or_default();
     let limit = if searching { SEARCH_MAX_LIMIT } else { spec.max_limit };
+    // Rows of the page asked for (a shifted list adds rows read again before them).
+    let main_rows;
     let mut page = if searching {
         let start = window_start_ms.unwrap_or(0);
         query.push(("createdTimeRange".into(), format!("{},{}", iso(start), iso(upper_ms))));
         query.push(("sortBy".into(), "createdTime".into()));
         query.push(("from".into(), request_from.to_string()));
         query.push(("limit".into(), limit.to_string()));
-        fetch(desk, module, format!("{}/search", spec.path), query, spec.records_key).await?
+        let page = fetch(desk, module, format!("{}/search", spec.path), query, spec.records_key).await?;
+        main_rows = page.records.len();
+        page
     } else {
         query.extend(spec.list_query.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         query.push(("sortBy".into(), "createdTime".into()));
-        query.push(("from".into(), (base + request_from).to_string()));
         query.push(("limit".into(), limit.to_string()));
-        fetch(desk, module, spec.path.to_owned(), query, spec.records_key).await?
+        let list_at = |offset: u32| {
+            let mut query = query.clone();
+            query.push(("from".into(), (base + offset).to_string()));
+            fetch(desk, module, spec.path.to_owned(), query, spec.records_key)
+        };
+        let mut page = list_at(request_from).await?;
+        main_rows = page.records.len();
+        if shifted(&next, request_from, limit, &page) {
+            // Rows left the list before the previous page's end since it was read: the rows that moved
+            // back past that end were skipped. Read them again (re-read rows are dropped as recent ids).
+            let earlier = list_at(request_from.saturating_sub(limit)).await?;
+            page.records.splice(0..0, earlier.records);
+        }
+        page
     };
-    let fetched = u32::try_from(page.records.len()).unwrap_or(u32::MAX);
-    next.prev_page_ids = page.records.iter().filter_map(cursor_id).collect();
+    let fetched = u32::try_from(main_rows).unwrap_or(u32::MAX);
+    let main = page.records.len().saturating_sub(main_rows);
+    next.prev_page_ids = page.records.get(main..).unwrap_or_default().iter().filter_map(cursor_id).collect();
     if searching && request_from == 0 {
         // Skip what was emitted at the window's start instant before the window moved.
         page.records.retain(|r| {
@@ -775,4 +802,38 @@ async fn commit_pages(
         p.cursor = Some(cursor_json);
     });
     Ok(cursor)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn page(ids: std::ops::Range<u32>) -> Page {
+        let records = ids.map(|i| Record::parse(&format!(r#"{{"id":"{i}"}}"#)).unwrap()).collect();
+        Page { records, count: None }
+    }
+
+    /// The previous page held rows 0..100 (ids 0..100); the next one is asked from offset 99.
+    fn after_first_page() -> SnapshotCursor {
+        SnapshotCursor {
+            from: 100,
+            prev_page_ids: (0..100).map(|i| std::sync::Arc::from(i.to_string())).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_page_that_misses_its_predecessors_last_row_has_shifted() {
+        let cursor = after_first_page();
+        // Unchanged list: row 99 comes first again.
+        assert!(!shifted(&cursor, 99, 100, &page(99..199)));
+        // Two rows before it left the list: offset 99 now holds row 101, and row 100 was skipped.
+        assert!(shifted(&cursor, 99, 100, &page(101..201)));
+        // No overlap asked for (no margin), or a rewind further back than a page: nothing to compare.
+        assert!(!shifted(&cursor, 100, 100, &page(102..202)));
+        assert!(!shifted(&cursor, 0, 50, &page(0..50)));
+        // The first page of a part has no predecessor.
+        assert!(!shifted(&SnapshotCursor::default(), 0, 100, &page(0..100)));
+    }
 }
