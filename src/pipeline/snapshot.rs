@@ -302,10 +302,10 @@ async fn fetch_record<D: DeskPages>(
 const DELETE_CLOCK_SLACK_MS: i64 = 2_000;
 
 /// Rows each page of a sorted walk re-reads before its offset once the walked module has had a delete
-/// committed since start (one row once it has had any change). A row deleted before the offset between two page reads
-/// moves the next unread row back into the page already read; a delete reported (as a webhook event) before
-/// the next read rewinds the walk, this margin covers a few unreported ones, and a page that misses its
-/// predecessor's last row is read again from a page earlier (`shifted`), whatever moved the rows.
+/// committed since start (one row once it has had any change). A row deleted before the offset between two
+/// page reads moves the next unread row back into the page already read; a delete reported (as a webhook
+/// event) before the next read rewinds the walk, this margin covers a few unreported ones, and a page that
+/// misses its predecessor's last row is read again from a page earlier (`shifted`), whatever moved the rows.
 const SHIFT_MARGIN: u32 = 3;
 
 /// A progress line in the logs every this many pages (and always in `/status`).
