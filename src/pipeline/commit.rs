@@ -36,19 +36,26 @@ pub struct Writer {
     pub guard: Mutex<OrderingGuard>,
 }
 
-impl Writer {
-    /// Deletes of `module` committed after sequence `seen`: (latest sequence, count, earliest event time).
-    pub async fn deletes_since(
-        &self,
-        module: crate::zoho::module::Module,
-        seen: u64,
-    ) -> (u64, u64, Option<i64>) {
-        self.guard.lock().await.deletes_since(module, seen)
-    }
+/// See [`Writer::shifts_since`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shifts {
+    /// The latest deletes sequence.
+    pub seq: u64,
+    /// Deletes committed since the sequence asked about.
+    pub new_deletes: u64,
+    /// The earliest event time among them.
+    pub earliest_ms: Option<i64>,
+    /// Whether any change of the module (not a snapshot read) has been committed.
+    pub changing: bool,
+}
 
-    /// Whether a change of `module` (not a snapshot read) has been committed.
-    pub async fn changing(&self, module: crate::zoho::module::Module) -> bool {
-        self.guard.lock().await.changing(module)
+impl Writer {
+    /// What may have shifted `module`'s rows in an offset-paged list since deletes sequence `seen` (one
+    /// look under the guard's lock per snapshot page).
+    pub async fn shifts_since(&self, module: crate::zoho::module::Module, seen: u64) -> Shifts {
+        let guard = self.guard.lock().await;
+        let (seq, new_deletes, earliest_ms) = guard.deletes_since(module, seen);
+        Shifts { seq, new_deletes, earliest_ms, changing: guard.changing(module) }
     }
 
     /// Encodes `events` for a later commit (no lock: this is the bulk of a commit's work, and it runs where

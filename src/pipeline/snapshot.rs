@@ -248,7 +248,8 @@ async fn rewind_from(
     cursor: &SnapshotCursor,
     history: &mut std::collections::VecDeque<(PageContext, u32, i64)>,
 ) -> (u32, u64) {
-    let (seq, new_deletes, earliest) = sink.writer.deletes_since(walked, cursor.deletes_seen).await;
+    let shifts = sink.writer.shifts_since(walked, cursor.deletes_seen).await;
+    let (seq, new_deletes, earliest) = (shifts.seq, shifts.new_deletes, shifts.earliest_ms);
     let ctx = PageContext::of(cursor);
     history.retain(|(c, _, _)| *c == ctx);
     let rewind_start = earliest
@@ -263,7 +264,7 @@ async fn rewind_from(
     // the module is seen changing, every page after the first starts a row early, so `shifted` can see its
     // predecessor's last row, and a few rows early once it is seen deleting (re-read rows are dropped as
     // recent ids). An org Desk is not changing keeps the minimum number of calls.
-    let margin = if seq > 0 { SHIFT_MARGIN } else { u32::from(sink.writer.changing(walked).await) };
+    let margin = if seq > 0 { SHIFT_MARGIN } else { u32::from(shifts.changing) };
     (request_from.min(cursor.from).saturating_sub(margin), seq)
 }
 
@@ -478,17 +479,14 @@ async fn sorted_step<D: DeskPages>(
     let (searching, window_start_ms, upper_ms) = (next.searching, next.window_start_ms, next.upper_ms);
     let mut query: Vec<(String, String)> = partition.as_ref().map(Partition::query).unwrap_or_default();
     let limit = if searching { SEARCH_MAX_LIMIT } else { spec.max_limit };
-    // Rows of the page asked for (a shifted list adds rows read again before them).
-    let main_rows;
-    let mut page = if searching {
+    // Rows read again before the page when the list shifted under the walk.
+    let (mut page, reread) = if searching {
         let start = window_start_ms.unwrap_or(0);
         query.push(("createdTimeRange".into(), format!("{},{}", iso(start), iso(upper_ms))));
         query.push(("sortBy".into(), "createdTime".into()));
         query.push(("from".into(), request_from.to_string()));
         query.push(("limit".into(), limit.to_string()));
-        let page = fetch(desk, module, format!("{}/search", spec.path), query, spec.records_key).await?;
-        main_rows = page.records.len();
-        page
+        (fetch(desk, module, format!("{}/search", spec.path), query, spec.records_key).await?, Vec::new())
     } else {
         query.extend(spec.list_query.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         query.push(("sortBy".into(), "createdTime".into()));
@@ -498,19 +496,19 @@ async fn sorted_step<D: DeskPages>(
             query.push(("from".into(), (base + offset).to_string()));
             fetch(desk, module, spec.path.to_owned(), query, spec.records_key)
         };
-        let mut page = list_at(request_from).await?;
-        main_rows = page.records.len();
-        if shifted(&next, request_from, limit, &page) {
-            // Rows left the list before the previous page's end since it was read: the rows that moved
-            // back past that end were skipped. Read them again (re-read rows are dropped as recent ids).
-            let earlier = list_at(request_from.saturating_sub(limit)).await?;
-            page.records.splice(0..0, earlier.records);
-        }
-        page
+        let page = list_at(request_from).await?;
+        // Rows left the list before the previous page's end since it was read: the rows that moved back
+        // past that end were skipped. Read them again (re-read rows are dropped as recent ids).
+        let reread = if shifted(&next, request_from, limit, &page) {
+            list_at(request_from.saturating_sub(limit)).await?.records
+        } else {
+            Vec::new()
+        };
+        (page, reread)
     };
-    let fetched = u32::try_from(main_rows).unwrap_or(u32::MAX);
-    let main = page.records.len().saturating_sub(main_rows);
-    next.prev_page_ids = page.records.get(main..).unwrap_or_default().iter().filter_map(cursor_id).collect();
+    let fetched = u32::try_from(page.records.len()).unwrap_or(u32::MAX);
+    next.prev_page_ids = page.records.iter().filter_map(cursor_id).collect();
+    page.records.splice(0..0, reread);
     if searching && request_from == 0 {
         // Skip what was emitted at the window's start instant before the window moved.
         page.records.retain(|r| {
