@@ -4,7 +4,7 @@
 //! parsed, scalars are stringified for string fields); anything that does not fit, and every field the
 //! schema does not know, is kept in `extra` as JSON text. Never panics on odd input.
 
-use crate::change::record::{Json, Kind, ObjectWriter, Record};
+use crate::change::record::{Json, Kind, ObjectWriter, Record, TextOut};
 use apache_avro::Schema;
 use apache_avro::schema::RecordSchema;
 use apache_avro::types::Value as Avro;
@@ -82,7 +82,7 @@ pub fn record_to_avro(schema: &Schema, record: &Record) -> Result<Avro, ConvertE
     if !rest.is_empty() {
         if let Some(slot) = out.iter_mut().find(|(n, _)| n == "extra") {
             let rest = sorted_unique(rest);
-            slot.1 = some(Avro::String(extra_text(rest.iter().map(|(k, v)| (*k, v)))));
+            slot.1 = some(Avro::String(extra_text(&rest)));
         } else {
             tracing::debug!(schema = %name, "Schema has no `extra` field; unknown fields are dropped.");
         }
@@ -105,7 +105,12 @@ pub(super) type RawEntry<'a> = (Cow<'a, str>, Json<'a>);
 /// Desk sends custom fields as strings or null: those go to the `cf` map; anything else to `extra`. Both
 /// sorted by key, each key once (its last value). `None` when `cf` is not an object.
 pub(super) fn split_cf(cf: Json<'_>) -> Option<(Vec<CfEntry<'_>>, Vec<RawEntry<'_>>)> {
-    let entries = sorted_unique(cf.entries()?);
+    Some(split_entries(cf.entries()?))
+}
+
+/// [`split_cf`] of `cf`'s entries.
+pub(super) fn split_entries(entries: Vec<RawEntry<'_>>) -> (Vec<CfEntry<'_>>, Vec<RawEntry<'_>>) {
+    let entries = sorted_unique(entries);
     let mut map = Vec::with_capacity(entries.len());
     let mut leftovers = Vec::new();
     for (k, v) in entries {
@@ -118,7 +123,18 @@ pub(super) fn split_cf(cf: Json<'_>) -> Option<(Vec<CfEntry<'_>>, Vec<RawEntry<'
             _ => leftovers.push((k, v)),
         }
     }
-    Some((map, leftovers))
+    (map, leftovers)
+}
+
+/// Whether [`split_entries`] would keep `entries` as they are, all in the map: keys strictly ascending and
+/// every value null or a string without escapes (how Desk sends `cf`).
+pub(super) fn is_plain_cf(entries: &[RawEntry<'_>]) -> bool {
+    entries.windows(2).all(|w| w[0].0 < w[1].0)
+        && entries.iter().all(|(_, v)| match v.kind() {
+            Kind::Null => true,
+            Kind::String => !v.raw().contains('\\'),
+            _ => false,
+        })
 }
 
 /// Sorted by key, each key once with its last value (as `serde_json::Map` reads an object).
@@ -137,18 +153,23 @@ pub(super) fn sorted_unique<K: AsRef<str>, V>(mut entries: Vec<(K, V)>) -> Vec<(
 
 /// The text of `extra`: the fields that went nowhere else, as a JSON object in the order given (sorted by
 /// key), each value as Desk sent it.
-pub(super) fn extra_text<'a>(rest: impl IntoIterator<Item = (&'a str, &'a Rest<'a>)>) -> String {
-    let mut w = ObjectWriter::default();
+pub(super) fn extra_text(rest: &[(&str, Rest<'_>)]) -> String {
+    write_extra(rest, String::new())
+}
+
+/// [`extra_text`] written to `out`.
+pub(super) fn write_extra<O: TextOut>(rest: &[(&str, Rest<'_>)], out: O) -> O {
+    let mut w = ObjectWriter::new(out);
     for (k, v) in rest {
         match v {
             Rest::Json(j) => w.field(k, j.raw()),
-            Rest::Object(entries) => {
-                let mut inner = ObjectWriter::default();
+            Rest::Object(entries) => w.field_with(k, |out| {
+                let mut inner = ObjectWriter::new(out);
                 for (ik, iv) in entries {
                     inner.field(ik, iv.raw());
                 }
-                w.field(k, &inner.finish());
-            }
+                inner.finish();
+            }),
         }
     }
     w.finish()

@@ -9,7 +9,7 @@
 //! tests decode these bytes with it and compare them with [`convert::record_to_avro`].
 
 use super::convert::{self, ConvertError, FieldType, Fit, Rest};
-use crate::change::record::{Json, Record};
+use crate::change::record::{Json, Measure, Record};
 use apache_avro::Schema;
 use apache_avro::schema::{RecordField, RecordSchema};
 use std::collections::HashMap;
@@ -94,20 +94,30 @@ pub fn write_record(plan: &Plan<'_>, record: &Record, out: &mut Vec<u8>) -> Resu
             Holds::Extra => {} // last: written below
             Holds::Cf => match value {
                 None => null(out),
-                Some(cf) => match convert::split_cf(cf) {
-                    Some((map, leftovers)) => {
+                Some(cf) => match cf.entries() {
+                    // Desk's usual `cf`, written as it stands (no sorting, no copies).
+                    Some(entries) if convert::is_plain_cf(&entries) => {
+                        some(out);
+                        map_block(
+                            out,
+                            entries.len(),
+                            entries.iter().map(|(k, v)| (&**k, v.raw())),
+                            |out, raw| match raw.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+                                Some(s) => {
+                                    some(out);
+                                    string(out, s);
+                                }
+                                None => null(out),
+                            },
+                        );
+                    }
+                    Some(entries) => {
+                        let (map, leftovers) = convert::split_entries(entries);
                         if !leftovers.is_empty() {
                             rest.push(("cf", Rest::Object(leftovers)));
                         }
                         some(out);
-                        if !map.is_empty() {
-                            long(out, map.len() as i64);
-                            for (k, v) in map {
-                                string(out, &k);
-                                opt_string(out, v.as_deref());
-                            }
-                        }
-                        long(out, 0);
+                        map_block(out, map.len(), map.iter().map(|(k, v)| (&**k, v.as_deref())), opt_string);
                     }
                     None => {
                         rest.push(("cf", Rest::Json(cf)));
@@ -135,9 +145,28 @@ pub fn write_record(plan: &Plan<'_>, record: &Record, out: &mut Vec<u8>) -> Resu
     } else {
         let rest = convert::sorted_unique(rest);
         some(out);
-        string(out, &convert::extra_text(rest.iter().map(|(k, v)| (*k, v))));
+        // Measured, then written in place: no text built per record only to be copied.
+        long(out, convert::write_extra(&rest, Measure::default()).0 as i64);
+        convert::write_extra(&rest, &mut *out);
     }
     Ok(())
+}
+
+/// An Avro map of `len` entries: one block (none when empty), then the end.
+fn map_block<'v, V>(
+    out: &mut Vec<u8>,
+    len: usize,
+    entries: impl Iterator<Item = (&'v str, V)>,
+    value: impl Fn(&mut Vec<u8>, V),
+) {
+    if len > 0 {
+        long(out, len as i64);
+        for (k, v) in entries {
+            string(out, k);
+            value(out, v);
+        }
+    }
+    long(out, 0);
 }
 
 fn typed(out: &mut Vec<u8>, fit: Fit<'_>) {
@@ -204,8 +233,12 @@ mod tests {
 
     /// The bytes decode, with apache-avro, to exactly what the `Value` path builds.
     fn same_as_value_path(module: Module, input: &serde_json::Value) {
+        same_as_value_path_of_text(module, &input.to_string());
+    }
+
+    fn same_as_value_path_of_text(module: Module, input: &str) {
         let s = schemas::for_module(module).unwrap();
-        let record = Record::parse(&input.to_string()).unwrap();
+        let record = Record::parse(input).unwrap();
         let mut bytes = Vec::new();
         write_record(&Plan::new(&s.record).unwrap(), &record, &mut bytes).unwrap();
         let reader = apache_avro::reader::datum::GenericDatumReader::builder(&s.record).build().unwrap();
@@ -236,6 +269,19 @@ mod tests {
             same_as_value_path(Module::Tickets, &input);
         }
         same_as_value_path(Module::Contacts, &json!({"id": "2", "firstName": "Ada", "cf": {"cf_x": "y"}}));
+        // `cf` as Desk sends it (written as it stands), and every way it can differ from that.
+        for cf in [
+            r#"{"cf_a": "x", "cf_b": null, "cf_c": ""}"#,
+            r#"{"cf_b": "x", "cf_a": "y"}"#,
+            r#"{"cf_a": "x", "cf_a": "y"}"#,
+            r#"{"cf_a": "x\"y", "cf_b": "\u00e9"}"#,
+            r#"{"cf_a": "x", "cf_b": 5, "cf_c": {"n": 1}}"#,
+            r#"{"cf_\u0061": "x", "cf_b": "y"}"#,
+            r#"{}"#,
+        ] {
+            let input = format!(r#"{{"id": "1", "cf": {cf}, "unknown": [1], "ke\"y": "v", "subject": 7}}"#);
+            same_as_value_path_of_text(Module::Tickets, &input);
+        }
     }
 
     #[test]

@@ -469,7 +469,7 @@ impl<'a> Json<'a> {
     /// The string, unescaped (borrowed when it held no escapes).
     pub fn as_str(self) -> Option<Cow<'a, str>> {
         let inner = self.0.strip_prefix('"')?.strip_suffix('"')?;
-        if inner.contains('\\') {
+        if holds_backslash(inner.as_bytes()) {
             serde_json::from_str::<String>(self.0).ok().map(Cow::Owned)
         } else {
             Some(Cow::Borrowed(inner))
@@ -511,32 +511,95 @@ impl<'a> Json<'a> {
     }
 }
 
-/// Builds an object's JSON text from keys and raw values.
-#[derive(Default)]
-pub struct ObjectWriter {
-    out: String,
+/// Whether `bytes` hold a `\\`, eight at a time: Desk's values are short, where `memchr`'s setup costs more
+/// than the search (it was a tenth of writing a ticket's Avro).
+fn holds_backslash(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut words = bytes.chunks_exact(8);
+    let found = words.by_ref().any(|w| {
+        let v = u64::from_le_bytes(<[u8; 8]>::try_from(w).unwrap_or_default()) ^ (ONES * u64::from(b'\\'));
+        v.wrapping_sub(ONES) & !v & HIGH != 0
+    });
+    found || words.remainder().contains(&b'\\')
 }
 
-impl ObjectWriter {
-    pub fn field(&mut self, key: &str, raw_value: &str) {
-        self.out.push(if self.out.is_empty() { '{' } else { ',' });
-        if key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-            self.out.push('"');
-            self.out.push_str(key);
-            self.out.push('"');
-        } else {
-            // Escaping a string cannot fail.
-            self.out.push_str(&serde_json::to_string(key).unwrap_or_default());
-        }
-        self.out.push(':');
-        self.out.push_str(raw_value);
+/// Where an [`ObjectWriter`] puts its text.
+pub trait TextOut {
+    fn put(&mut self, s: &str);
+}
+
+impl TextOut for String {
+    fn put(&mut self, s: &str) {
+        self.push_str(s);
+    }
+}
+
+impl TextOut for Vec<u8> {
+    fn put(&mut self, s: &str) {
+        self.extend_from_slice(s.as_bytes());
+    }
+}
+
+impl<T: TextOut + ?Sized> TextOut for &mut T {
+    fn put(&mut self, s: &str) {
+        (**self).put(s);
+    }
+}
+
+/// Counts the text's bytes instead of keeping them: a length written before the text (an Avro string) is
+/// known without building the text first.
+#[derive(Debug, Default)]
+pub struct Measure(pub usize);
+
+impl TextOut for Measure {
+    fn put(&mut self, s: &str) {
+        self.0 += s.len();
+    }
+}
+
+/// Builds an object's JSON text from keys and raw values.
+pub struct ObjectWriter<O = String> {
+    out: O,
+    started: bool,
+}
+
+impl Default for ObjectWriter {
+    fn default() -> Self {
+        Self::new(String::new())
+    }
+}
+
+impl<O: TextOut> ObjectWriter<O> {
+    pub fn new(out: O) -> Self {
+        Self { out, started: false }
     }
 
-    pub fn finish(mut self) -> String {
-        if self.out.is_empty() {
-            self.out.push('{');
+    pub fn field(&mut self, key: &str, raw_value: &str) {
+        self.field_with(key, |out| out.put(raw_value));
+    }
+
+    /// A field whose value `value` writes.
+    pub fn field_with(&mut self, key: &str, value: impl FnOnce(&mut O)) {
+        self.out.put(if self.started { "," } else { "{" });
+        self.started = true;
+        if key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            self.out.put("\"");
+            self.out.put(key);
+            self.out.put("\"");
+        } else {
+            // Escaping a string cannot fail.
+            self.out.put(&serde_json::to_string(key).unwrap_or_default());
         }
-        self.out.push('}');
+        self.out.put(":");
+        value(&mut self.out);
+    }
+
+    pub fn finish(mut self) -> O {
+        if !self.started {
+            self.out.put("{");
+        }
+        self.out.put("}");
         self.out
     }
 }
@@ -607,6 +670,20 @@ mod tests {
             json!({"id": "1", "status": "On Hold", "cf": {"a": "x", "b": "z"}, "old": 1})
         );
         assert_eq!(Record::from_map(&r.to_map()), r);
+    }
+
+    #[test]
+    fn a_backslash_is_found_at_any_position() {
+        for len in 0..20 {
+            assert!(!holds_backslash(&vec![b'a'; len]));
+            for at in 0..len {
+                let mut s = vec![0xdc_u8; len];
+                s[at] = b'\\';
+                assert!(holds_backslash(&s), "{len} {at}");
+            }
+        }
+        assert_eq!(Json::new(r#""a\tb""#).as_str().as_deref(), Some("a\tb"));
+        assert!(matches!(Json::new(r#""plain text here""#).as_str(), Some(Cow::Borrowed(_))));
     }
 
     #[test]
