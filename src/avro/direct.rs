@@ -13,6 +13,7 @@ use crate::change::record::{Json, Measure, Record};
 use apache_avro::Schema;
 use apache_avro::schema::{RecordField, RecordSchema};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// What [`write_record`] needs of a record schema, prepared once per module: its fields in order with what
 /// each holds, and where each name is among them (a fast hash: it is asked once per field of every record).
@@ -21,6 +22,9 @@ pub struct Plan<'s> {
     fields: &'s [RecordField],
     holds: Vec<Holds>,
     index: HashMap<&'s str, usize, foldhash::fast::FixedState>,
+    /// For the n-th field of a record, the schema field the n-th field of the last record was: Desk sends a
+    /// module's fields in one order, so this guess, checked by one comparison, mostly spares the hash.
+    guesses: Vec<AtomicUsize>,
 }
 
 /// What a schema field holds, decided once per schema rather than once per record.
@@ -51,7 +55,24 @@ impl<'s> Plan<'s> {
             })
             .collect::<Option<Vec<_>>>()?;
         let index = fields.iter().enumerate().map(|(i, f)| (f.name.as_str(), i)).collect();
-        Some(Self { fields, holds, index })
+        let guesses = (0..fields.len() * 2).map(|_| AtomicUsize::new(usize::MAX)).collect();
+        Some(Self { fields, holds, index, guesses })
+    }
+
+    /// Where the schema has the field `key`, the `nth` of its record.
+    fn find(&self, nth: usize, key: &str) -> Option<usize> {
+        let guess = self.guesses.get(nth);
+        // Relaxed: a guess is only a hint, checked before use.
+        if let Some(i) = guess.map(|g| g.load(Ordering::Relaxed)) {
+            if self.fields.get(i).is_some_and(|f| f.name == key) {
+                return Some(i);
+            }
+        }
+        let found = self.index.get(key).copied();
+        if let (Some(guess), Some(i)) = (guess, found) {
+            guess.store(i, Ordering::Relaxed);
+        }
+        found
     }
 }
 
@@ -79,10 +100,10 @@ pub fn write_record(plan: &Plan<'_>, record: &Record, out: &mut Vec<u8>) -> Resu
         }
     };
     let mut rest: Vec<(&str, Rest<'_>)> = Vec::new();
-    for (key, value) in record.fields() {
-        match plan.index.get(key) {
+    for (nth, (key, value)) in record.fields().enumerate() {
+        match plan.find(nth, key) {
             // `extra` is written from the rest; a field Desk calls `extra` is part of that rest.
-            Some(&i) if plan.holds.get(i) != Some(&Holds::Extra) => slots[i] = Some(value),
+            Some(i) if plan.holds.get(i) != Some(&Holds::Extra) => slots[i] = Some(value),
             _ => rest.push((key, Rest::Json(value))),
         }
     }
