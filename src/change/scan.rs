@@ -62,6 +62,7 @@ impl<'t> Scanner<'t> {
 
     /// The next key of the innermost open object, with its colon consumed, or `None` once the object is
     /// closed. `first` must be true for the first call after [`Self::open_object`] (and is then cleared).
+    #[inline(always)]
     pub fn next_key(&mut self, first: &mut bool) -> Result<Option<Key>, RecordError> {
         if !self.more(b'}', first)? {
             return Ok(None);
@@ -79,6 +80,11 @@ impl<'t> Scanner<'t> {
     pub fn skip_value(&mut self) -> Result<Range<usize>, RecordError> {
         self.space();
         let start = self.at;
+        // Most values are strings: no containers to track.
+        if self.peek() == Some(b'"') {
+            self.string()?;
+            return Ok(start..self.at);
+        }
         let base = self.depth;
         let mut objects = Levels::default();
         loop {
@@ -155,6 +161,7 @@ impl<'t> Scanner<'t> {
     }
 
     /// After `,` or at the start of a container: whether another entry follows, or `close` ends it.
+    #[inline(always)]
     fn more(&mut self, close: u8, first: &mut bool) -> Result<bool, RecordError> {
         self.space();
         let next = self.peek();
@@ -177,6 +184,7 @@ impl<'t> Scanner<'t> {
     }
 
     /// A key and its colon.
+    #[inline(always)]
     fn key(&mut self) -> Result<Key, RecordError> {
         self.space();
         if self.peek() != Some(b'"') {
