@@ -48,7 +48,7 @@ async fn changes_of(env: &Env, rx: &Receiver, webhook_id: &str, n: usize) -> Vec
         let Delivery::Events(events) = parse_delivery(&post.body, ORG).unwrap() else {
             panic!("a Desk delivery is an array of events")
         };
-        let mapped = map_events(&events, 1);
+        let mapped = map_events(events, 1);
         assert!(mapped.skipped.is_empty(), "{:?}", mapped.skipped);
         out.extend(mapped.changes);
     }

@@ -49,15 +49,6 @@ struct Known([Option<u32>; KNOWN_KEYS.len()]);
 const KNOWN_KEYS: [&str; 3] = ["id", "createdTime", "modifiedTime"];
 
 impl Known {
-    /// The known fields of `fields` (keys read in `text`).
-    fn of(text: &str, fields: &[Field]) -> Self {
-        let mut known = Self::default();
-        for (at, f) in (0u32..).zip(fields) {
-            known.note(Record::key_in(text, f), at);
-        }
-        known
-    }
-
     fn note(&mut self, key: &str, at: u32) {
         if let Some(slot) = Self::slot(key) {
             self.0[slot] = Some(at);
@@ -282,14 +273,25 @@ impl Record {
         let nested = |k: &str, v: Json<'_>| v.is_object() && prev.get(k).is_some_and(Json::is_object);
         // Both read from one text (a webhook body holds payload and prevState) and nothing to merge below the
         // top level: the before-image is that text with a new field list.
+        // One pass over this record per field of `prev` (a few: the changed ones).
         if Arc::ptr_eq(&self.text, &prev.text) && !self.fields().any(|(k, v)| nested(k, v)) {
             let mut fields = Vec::with_capacity(self.fields.len() + prev.fields.len());
-            for f in &self.fields {
-                let value = prev.field(self.key(f)).map_or(f.value, |p| p.value);
-                fields.push(Field { key: f.key.clone(), value });
+            fields.extend_from_slice(&self.fields);
+            let mut known = self.known;
+            for p in &prev.fields {
+                let key = prev.key(p);
+                let mut found = false;
+                for f in fields.iter_mut().take(self.fields.len()).filter(|f| self.key_is(f, key)) {
+                    f.value = p.value;
+                    found = true;
+                }
+                if !found {
+                    // Both records' fields were counted in 32 bits; together they still are, far below a 4 GiB text.
+                    known.note(key, u32::try_from(fields.len()).unwrap_or(u32::MAX));
+                    fields.push(p.clone());
+                }
             }
-            fields.extend(prev.fields.iter().filter(|p| self.field(prev.key(p)).is_none()).cloned());
-            return Self::with_fields(self.text.clone(), fields);
+            return Self { text: self.text.clone(), fields, known };
         }
         let mut w = ObjectWriter::default();
         for (k, v) in self.unique_fields() {
@@ -317,18 +319,16 @@ impl Record {
         if let Some(at) = self.known.find(key) {
             return at.and_then(|i| self.fields.get(i as usize));
         }
-        // Compare lengths before slicing the text.
-        let same = |f: &&Field| match &f.key {
-            Key::At(s) => (s.end - s.start) as usize == key.len() && self.slice(*s) == key,
-            Key::Owned(k) => &**k == key,
-        };
-        self.fields.iter().rev().find(same)
+        self.fields.iter().rev().find(|f| self.key_is(f, key))
     }
 
-    /// A record of `fields` in `text`, with its known fields found.
-    fn with_fields(text: Arc<str>, fields: Vec<Field>) -> Self {
-        let known = Known::of(&text, &fields);
-        Self { text, fields, known }
+    /// Whether `f`, a field of this record, is named `key`.
+    fn key_is(&self, f: &Field, key: &str) -> bool {
+        // Compare lengths before slicing the text.
+        match &f.key {
+            Key::At(s) => (s.end - s.start) as usize == key.len() && self.slice(*s) == key,
+            Key::Owned(k) => &**k == key,
+        }
     }
 
     fn key<'a>(&'a self, f: &'a Field) -> &'a str {
@@ -670,6 +670,26 @@ mod tests {
             json!({"id": "1", "status": "On Hold", "cf": {"a": "x", "b": "z"}, "old": 1})
         );
         assert_eq!(Record::from_map(&r.to_map()), r);
+    }
+
+    #[test]
+    fn an_overlay_within_one_text_reads_as_one_across_texts() {
+        let (now, prev) = (
+            r#"{"id":"1","s":"Open","a":1,"a":2,"t":"x"}"#,
+            r#"{"s":"Closed","a":3,"old":true,"old":false}"#,
+        );
+        let text: Arc<str> = Arc::from(format!("{now}{prev}"));
+        let shared = Record::within(&text, &text[..now.len()])
+            .unwrap()
+            .overlaid(&Record::within(&text, &text[now.len()..]).unwrap());
+        let apart = Record::parse(now).unwrap().overlaid(&Record::parse(prev).unwrap());
+        assert_eq!(shared.to_map(), apart.to_map());
+        assert_eq!(
+            Value::Object(shared.to_map()),
+            json!({"id": "1", "s": "Closed", "a": 3, "t": "x", "old": false})
+        );
+        assert_eq!(shared.get("old").unwrap().raw(), "false");
+        assert_eq!(shared.get_str("id").as_deref(), Some("1"));
     }
 
     #[test]

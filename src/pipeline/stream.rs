@@ -145,7 +145,7 @@ impl StreamSource {
                     metrics::counter!(WEBHOOK_EVENTS_TOTAL, "source" => self.name().to_owned(), "event_type" => label)
                         .increment(n);
                 }
-                let mapped = webhook::map_events(&events, now);
+                let mapped = webhook::map_events(events, now);
                 if !mapped.skipped.is_empty() {
                     webhook_events_skipped(self.name(), "unknown_type", mapped.skipped.len() as u64);
                     tracing::debug!(

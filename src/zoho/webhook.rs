@@ -336,23 +336,25 @@ pub fn event_type_label(event_type: &str) -> &'static str {
 
 /// Maps a delivery's events to changes. `received_ms` is the fallback `source_ts_ms` for an event that
 /// carries neither `eventTime` nor a record timestamp (a `*_Delete` with only `{id}` and no time).
-pub fn map_events(events: &[DeskEvent], received_ms: i64) -> Mapped {
+pub fn map_events(events: Vec<DeskEvent>, received_ms: i64) -> Mapped {
     let mut out = Mapped::default();
     for ev in events {
         match map_event(ev, received_ms) {
-            Some(change) => out.changes.push(change),
-            None => out.skipped.push(Skipped { event_type: ev.event_type.clone() }),
+            Ok(change) => out.changes.push(change),
+            Err(skipped) => out.skipped.push(skipped),
         }
     }
     out
 }
 
-/// One event as a change; `None` for event types the bridge does not load.
-pub fn map_event(ev: &DeskEvent, received_ms: i64) -> Option<ChangeEvent> {
-    let module = module_for_event(&ev.event_type)?;
-    let id = record_id(&ev.payload)?;
+/// One event as a change (its records moved into it, not copied); skipped for event types the bridge does
+/// not load.
+pub fn map_event(ev: DeskEvent, received_ms: i64) -> Result<ChangeEvent, Skipped> {
+    let (Some(module), Some(id)) = (module_for_event(&ev.event_type), record_id(&ev.payload)) else {
+        return Err(Skipped { event_type: ev.event_type });
+    };
     let action = ev.event_type.rsplit('_').next().unwrap_or_default();
-    let payload = ev.payload.clone();
+    let payload = ev.payload;
     let overlaid = ev.prev_state.as_ref().map(|prev| payload.overlaid(prev));
     let (op, before, after) = match action {
         "Add" => (Op::Create, None, Some(payload)),
@@ -366,7 +368,7 @@ pub fn map_event(ev: &DeskEvent, received_ms: i64) -> Option<ChangeEvent> {
         .or_else(|| after.as_ref().and_then(record_time_ms))
         .or_else(|| before.as_ref().and_then(record_time_ms))
         .unwrap_or(received_ms);
-    Some(ChangeEvent {
+    Ok(ChangeEvent {
         module,
         id,
         op,
@@ -374,7 +376,7 @@ pub fn map_event(ev: &DeskEvent, received_ms: i64) -> Option<ChangeEvent> {
         after,
         source_ts_ms,
         snapshot: None,
-        event_type: Some(ev.event_type.clone()),
+        event_type: Some(ev.event_type),
         position: None,
     })
 }
@@ -466,7 +468,7 @@ mod tests {
 
     fn one(v: Value) -> ChangeEvent {
         let evs = events(json!([v]));
-        let m = map_events(&evs, 7);
+        let m = map_events(evs, 7);
         assert!(m.skipped.is_empty(), "{m:?}");
         m.changes.into_iter().next().unwrap()
     }
@@ -526,7 +528,7 @@ mod tests {
     #[test]
     fn empty_array_is_the_validation_post() {
         assert_eq!(parse_delivery(b"[]", ORG).unwrap(), Delivery::Events(vec![]));
-        assert_eq!(map_events(&[], 0), Mapped::default());
+        assert_eq!(map_events(Vec::new(), 0), Mapped::default());
     }
 
     #[test]
@@ -560,7 +562,7 @@ mod tests {
             {"eventType": "IM_Message_Add", "orgId": ORG, "eventTime": "3000", "payload": {"x": 1}},
             {"eventType": "Task_Delete", "orgId": ORG, "eventTime": "4000", "payload": {"id": "3"}},
         ]));
-        let m = map_events(&evs, 0);
+        let m = map_events(evs, 0);
         let got: Vec<(Module, &str, &str)> =
             m.changes.iter().map(|c| (c.module, c.id.as_str(), c.op.code())).collect();
         assert_eq!(
@@ -661,7 +663,7 @@ mod tests {
         assert_eq!((c.module, c.op), (Module::TicketComments, Op::Update));
         // Unknown types need no id and are skipped, not refused.
         let evs = events(json!([{"eventType": "Agent_Presence_Update", "orgId": ORG}]));
-        assert_eq!(map_events(&evs, 0).skipped.len(), 1);
+        assert_eq!(map_events(evs, 0).skipped.len(), 1);
     }
 
     #[test]
