@@ -55,6 +55,7 @@ impl<'s> Plan<'s> {
             })
             .collect::<Option<Vec<_>>>()?;
         let index = fields.iter().enumerate().map(|(i, f)| (f.name.as_str(), i)).collect();
+        // Room for records with as many fields again as the schema (Desk sends fields it does not document).
         let guesses = (0..fields.len() * 2).map(|_| AtomicUsize::new(usize::MAX)).collect();
         Some(Self { fields, holds, index, guesses })
     }

@@ -62,6 +62,8 @@ impl<'t> Scanner<'t> {
 
     /// The next key of the innermost open object, with its colon consumed, or `None` once the object is
     /// closed. `first` must be true for the first call after [`Self::open_object`] (and is then cleared).
+    // Inlined, like `more` and `key`: returned through the stack, the `Option<Key>` was copied with overlapping
+    // moves that stalled the load after them (the largest single cost of indexing a record).
     #[inline(always)]
     pub fn next_key(&mut self, first: &mut bool) -> Result<Option<Key>, RecordError> {
         if !self.more(b'}', first)? {
