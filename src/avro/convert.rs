@@ -132,7 +132,7 @@ pub(super) fn is_plain_cf(entries: &[RawEntry<'_>]) -> bool {
     entries.windows(2).all(|w| w[0].0 < w[1].0)
         && entries.iter().all(|(_, v)| match v.kind() {
             Kind::Null => true,
-            Kind::String => !v.raw().contains('\\'),
+            Kind::String => !v.has_escapes(),
             _ => false,
         })
 }

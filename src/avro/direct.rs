@@ -120,18 +120,9 @@ pub fn write_record(plan: &Plan<'_>, record: &Record, out: &mut Vec<u8>) -> Resu
                     // Desk's usual `cf`, written as it stands (no sorting, no copies).
                     Some(entries) if convert::is_plain_cf(&entries) => {
                         some(out);
-                        map_block(
-                            out,
-                            entries.len(),
-                            entries.iter().map(|(k, v)| (&**k, v.raw())),
-                            |out, raw| match raw.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
-                                Some(s) => {
-                                    some(out);
-                                    string(out, s);
-                                }
-                                None => null(out),
-                            },
-                        );
+                        map_block(out, entries.iter().map(|(k, v)| (&**k, v.as_str())), |out, v| {
+                            opt_string(out, v.as_deref());
+                        });
                     }
                     Some(entries) => {
                         let (map, leftovers) = convert::split_entries(entries);
@@ -139,7 +130,7 @@ pub fn write_record(plan: &Plan<'_>, record: &Record, out: &mut Vec<u8>) -> Resu
                             rest.push(("cf", Rest::Object(leftovers)));
                         }
                         some(out);
-                        map_block(out, map.len(), map.iter().map(|(k, v)| (&**k, v.as_deref())), opt_string);
+                        map_block(out, map.iter().map(|(k, v)| (&**k, v.as_deref())), opt_string);
                     }
                     None => {
                         rest.push(("cf", Rest::Json(cf)));
@@ -174,15 +165,14 @@ pub fn write_record(plan: &Plan<'_>, record: &Record, out: &mut Vec<u8>) -> Resu
     Ok(())
 }
 
-/// An Avro map of `len` entries: one block (none when empty), then the end.
+/// An Avro map of `entries`: one block (none when empty), then the end.
 fn map_block<'v, V>(
     out: &mut Vec<u8>,
-    len: usize,
-    entries: impl Iterator<Item = (&'v str, V)>,
+    entries: impl ExactSizeIterator<Item = (&'v str, V)>,
     value: impl Fn(&mut Vec<u8>, V),
 ) {
-    if len > 0 {
-        long(out, len as i64);
+    if entries.len() > 0 {
+        long(out, entries.len() as i64);
         for (k, v) in entries {
             string(out, k);
             value(out, v);

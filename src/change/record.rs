@@ -272,8 +272,8 @@ impl Record {
     pub fn overlaid(&self, prev: &Record) -> Self {
         let nested = |k: &str, v: Json<'_>| v.is_object() && prev.get(k).is_some_and(Json::is_object);
         // Both read from one text (a webhook body holds payload and prevState) and nothing to merge below the
-        // top level: the before-image is that text with a new field list.
-        // One pass over this record per field of `prev` (a few: the changed ones).
+        // top level: the before-image is that text with a new field list, built in one pass over this record
+        // per field of `prev` (a few: the changed ones).
         if Arc::ptr_eq(&self.text, &prev.text) && !self.fields().any(|(k, v)| nested(k, v)) {
             let mut fields = Vec::with_capacity(self.fields.len() + prev.fields.len());
             fields.extend_from_slice(&self.fields);
@@ -469,11 +469,16 @@ impl<'a> Json<'a> {
     /// The string, unescaped (borrowed when it held no escapes).
     pub fn as_str(self) -> Option<Cow<'a, str>> {
         let inner = self.0.strip_prefix('"')?.strip_suffix('"')?;
-        if holds_backslash(inner.as_bytes()) {
+        if self.has_escapes() {
             serde_json::from_str::<String>(self.0).ok().map(Cow::Owned)
         } else {
             Some(Cow::Borrowed(inner))
         }
+    }
+
+    /// Whether the text holds a `\\` (for a string: whether reading it unescapes anything).
+    pub fn has_escapes(self) -> bool {
+        holds_backslash(self.0.as_bytes())
     }
 
     pub fn as_bool(self) -> Option<bool> {

@@ -7,7 +7,7 @@
 //! ids already emitted at that instant. The upper bound is the snapshot start; later creations arrive as
 //! webhook events.
 
-use super::commit::{CommitError, Writer};
+use super::commit::{CommitError, Shifts, Writer};
 use super::cursor::{Id, Partition, SnapshotCursor};
 use super::progress::SourceProgress;
 use super::{DeskFailure, DeskPages, Page};
@@ -248,8 +248,8 @@ async fn rewind_from(
     cursor: &SnapshotCursor,
     history: &mut std::collections::VecDeque<(PageContext, u32, i64)>,
 ) -> (u32, u64) {
-    let shifts = sink.writer.shifts_since(walked, cursor.deletes_seen).await;
-    let (seq, new_deletes, earliest) = (shifts.seq, shifts.new_deletes, shifts.earliest_ms);
+    let Shifts { seq, new_deletes, earliest_ms: earliest, changing } =
+        sink.writer.shifts_since(walked, cursor.deletes_seen).await;
     let ctx = PageContext::of(cursor);
     history.retain(|(c, _, _)| *c == ctx);
     let rewind_start = earliest
@@ -264,7 +264,7 @@ async fn rewind_from(
     // the module is seen changing, every page after the first starts a row early, so `shifted` can see its
     // predecessor's last row, and a few rows early once it is seen deleting (re-read rows are dropped as
     // recent ids). An org Desk is not changing keeps the minimum number of calls.
-    let margin = if seq > 0 { SHIFT_MARGIN } else { u32::from(shifts.changing) };
+    let margin = if seq > 0 { SHIFT_MARGIN } else { u32::from(changing) };
     (request_from.min(cursor.from).saturating_sub(margin), seq)
 }
 
