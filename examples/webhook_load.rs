@@ -59,42 +59,92 @@ fn parse() -> anyhow::Result<Args> {
     Ok(a)
 }
 
-fn body(a: &Args, seq: u64) -> Vec<u8> {
-    let now = chrono::Utc::now();
-    let modified = now.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
-    let events: Vec<serde_json::Value> = (0..a.batch as u64)
-        .map(|i| {
-            let n = seq * a.batch as u64 + i;
-            let id = 1_892_000_000_000_000u64 + n % 200_000;
-            serde_json::json!({
-                "eventType": "Ticket_Update",
-                "orgId": a.org,
-                "eventTime": now.timestamp_millis().to_string(),
-                "payload": {
-                    "id": id.to_string(), "ticketNumber": (100_000 + n % 200_000).to_string(),
-                    "subject": "Printer on the third floor does not print", "status": "Open",
-                    "statusType": "Open", "priority": "High", "channel": "Email",
-                    "departmentId": "1892000000006907", "contactId": "1892000000042032",
-                    "assigneeId": "1892000000056007", "email": "carol@example.com",
-                    "createdTime": "2026-01-05T09:12:44.000Z", "modifiedTime": modified,
-                    "dueDate": "2026-01-07T09:12:44.000Z", "isDeleted": false, "isTrashed": false,
-                    "cf": {"cf_region": "EMEA", "cf_tier": "Gold"}
-                },
-                "prevState": {"status": "On Hold", "modifiedTime": "2026-01-05T09:12:44.000Z"}
-            })
-        })
-        .collect();
-    let value = if a.records_envelope {
-        serde_json::json!({"records": events.into_iter().map(|e| serde_json::json!({"value": e})).collect::<Vec<_>>()})
-    } else {
-        serde_json::Value::Array(events)
-    };
-    value.to_string().into_bytes()
+/// The varying fields of one event, as markers in its rendered template.
+const MARKS: [&str; 4] = ["@ID@", "@NUMBER@", "@EVENT_TIME@", "@MODIFIED@"];
+
+/// One event rendered once by serde_json with [`MARKS`] in place of its varying values, split at them:
+/// a delivery is then the pieces with the values written between, so the generator spends its CPU on
+/// the HTTP exchange rather than on building JSON trees (its CPU is taken from the pipeline it measures,
+/// on the same cores).
+struct Template {
+    /// Literal text, then the mark that follows it (`None` after the last piece).
+    pieces: Vec<(String, Option<usize>)>,
+    /// Before the first event, between events, after the last.
+    open: &'static str,
+    sep: &'static str,
+    close: &'static str,
 }
 
-#[tokio::main]
+impl Template {
+    fn new(a: &Args) -> Self {
+        let event = serde_json::json!({
+            "eventType": "Ticket_Update",
+            "orgId": a.org,
+            "eventTime": MARKS[2],
+            "payload": {
+                "id": MARKS[0], "ticketNumber": MARKS[1],
+                "subject": "Printer on the third floor does not print", "status": "Open",
+                "statusType": "Open", "priority": "High", "channel": "Email",
+                "departmentId": "1892000000006907", "contactId": "1892000000042032",
+                "assigneeId": "1892000000056007", "email": "carol@example.com",
+                "createdTime": "2026-01-05T09:12:44.000Z", "modifiedTime": MARKS[3],
+                "dueDate": "2026-01-07T09:12:44.000Z", "isDeleted": false, "isTrashed": false,
+                "cf": {"cf_region": "EMEA", "cf_tier": "Gold"}
+            },
+            "prevState": {"status": "On Hold", "modifiedTime": "2026-01-05T09:12:44.000Z"}
+        })
+        .to_string();
+        let mut pieces = Vec::new();
+        let mut rest = event.as_str();
+        while let Some((at, mark)) =
+            MARKS.iter().enumerate().filter_map(|(i, m)| rest.find(m).map(|at| (at, i))).min()
+        {
+            pieces.push((rest[..at].to_owned(), Some(mark)));
+            rest = &rest[at + MARKS[mark].len()..];
+        }
+        pieces.push((rest.to_owned(), None));
+        let (open, sep, close) = if a.records_envelope {
+            (r#"{"records":[{"value":"#, r#"},{"value":"#, "}]}")
+        } else {
+            ("[", ",", "]")
+        };
+        Self { pieces, open, sep, close }
+    }
+
+    /// Delivery `seq`: `batch` events of distinct ticket ids (cycling through 200,000), modified now.
+    fn body(&self, batch: usize, seq: u64) -> Vec<u8> {
+        use std::io::Write;
+        let now = chrono::Utc::now();
+        let modified = now.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+        let event_time = now.timestamp_millis().to_string();
+        let mut out = Vec::with_capacity(batch * 768);
+        out.extend_from_slice(self.open.as_bytes());
+        for i in 0..batch as u64 {
+            if i > 0 {
+                out.extend_from_slice(self.sep.as_bytes());
+            }
+            let n = seq * batch as u64 + i;
+            for (text, mark) in &self.pieces {
+                out.extend_from_slice(text.as_bytes());
+                // Writing into a Vec cannot fail.
+                let _ = match mark {
+                    Some(0) => write!(out, "{}", 1_892_000_000_000_000u64 + n % 200_000),
+                    Some(1) => write!(out, "{}", 100_000 + n % 200_000),
+                    Some(2) => write!(out, "{event_time}"),
+                    Some(_) => write!(out, "{modified}"),
+                    None => Ok(()),
+                };
+            }
+        }
+        out.extend_from_slice(self.close.as_bytes());
+        out
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let a = Arc::new(parse()?);
+    let template = Arc::new(Template::new(&a));
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .pool_max_idle_per_host(a.concurrency)
@@ -105,13 +155,13 @@ async fn main() -> anyhow::Result<()> {
     let start = Instant::now();
     let deadline = start + a.duration;
     let send = {
-        let (a, http, latencies, ok, errors) =
-            (a.clone(), http.clone(), latencies.clone(), ok.clone(), errors.clone());
+        let (a, template, http, latencies, ok, errors) =
+            (a.clone(), template.clone(), http.clone(), latencies.clone(), ok.clone(), errors.clone());
         move |n: u64| {
-            let (a, http, latencies, ok, errors) =
-                (a.clone(), http.clone(), latencies.clone(), ok.clone(), errors.clone());
+            let (a, template, http, latencies, ok, errors) =
+                (a.clone(), template.clone(), http.clone(), latencies.clone(), ok.clone(), errors.clone());
             async move {
-                let payload = body(&a, n);
+                let payload = template.body(a.batch, n);
                 let t = Instant::now();
                 let r = http.post(&a.url).header("content-type", &a.content_type).body(payload).send().await;
                 let micros = t.elapsed().as_micros() as u64;
