@@ -196,7 +196,8 @@ async fn walk<D: DeskPages>(
     stop: &CancellationToken,
 ) -> Result<(), SnapshotError> {
     let spec = catalog::spec(module);
-    let Listing { list_from_base, split_fields } = *listing;
+    let list_from_base = listing.list_from_base;
+    let mut recent = RecentIds::of(&cursor);
     // Where recent pages started and when they were read, to re-read from before a late-reported delete.
     let mut history: std::collections::VecDeque<(PageContext, u32, i64)> = std::collections::VecDeque::new();
     while !cursor.done {
@@ -216,10 +217,10 @@ async fn walk<D: DeskPages>(
         let step = async {
             match (spec.walk, rewind) {
                 (Walk::PerTicket, Some((from, seq))) => {
-                    per_ticket_step(desk, module, taken, list_from_base, split_fields, from, seq).await
+                    per_ticket_step(desk, module, taken, listing, (from, seq), &mut recent).await
                 }
                 (_, Some((from, seq))) => {
-                    sorted_step(desk, module, taken, list_from_base, split_fields, from, seq).await
+                    sorted_step(desk, module, taken, listing, (from, seq), &mut recent).await
                 }
                 (Walk::List, _) => list_step(desk, module, taken, list_from_base).await,
                 (Walk::FieldMetadata, _) => fields_step(desk, module, taken).await,
@@ -314,6 +315,59 @@ const PROGRESS_LOG_PAGES: u64 = 25;
 
 /// Ids of the latest rows emitted, kept in the cursor (a few pages' worth; rewinds reach back less far).
 const RECENT_IDS: usize = 1_000;
+
+/// A counted set over a cursor's `recent_ids`, kept by the walk beside its cursor: rebuilt for every page
+/// it cost a thousand inserts per hundred rows.
+#[derive(Default)]
+struct RecentIds {
+    counts: std::collections::HashMap<Id, u32, foldhash::fast::RandomState>,
+    /// How many ids it holds, repeats included: in step with the cursor's list while they are equal.
+    len: usize,
+}
+
+impl RecentIds {
+    fn of(cursor: &SnapshotCursor) -> Self {
+        let mut recent = Self::default();
+        recent.add(cursor.recent_ids.iter().cloned());
+        recent
+    }
+
+    /// Rebuilt if `cursor` did not come from the steps this set followed (defensive: only
+    /// [`RecentIds::remember`] changes the list).
+    fn follow(&mut self, cursor: &SnapshotCursor) {
+        if self.len != cursor.recent_ids.len() {
+            *self = Self::of(cursor);
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.counts.contains_key(id)
+    }
+
+    fn add(&mut self, ids: impl Iterator<Item = Id>) {
+        for id in ids {
+            *self.counts.entry(id).or_default() += 1;
+            self.len += 1;
+        }
+    }
+
+    /// Appends `ids` to the cursor's list and forgets the oldest past [`RECENT_IDS`], here and there.
+    fn remember(&mut self, cursor: &mut SnapshotCursor, ids: impl Iterator<Item = Id>) {
+        let from = cursor.recent_ids.len();
+        cursor.recent_ids.extend(ids);
+        self.add(cursor.recent_ids[from..].iter().cloned());
+        let excess = cursor.recent_ids.len().saturating_sub(RECENT_IDS);
+        for id in cursor.recent_ids.drain(..excess) {
+            if let std::collections::hash_map::Entry::Occupied(mut e) = self.counts.entry(id) {
+                *e.get_mut() -= 1;
+                if *e.get() == 0 {
+                    e.remove();
+                }
+            }
+            self.len = self.len.saturating_sub(1);
+        }
+    }
+}
 
 /// Pages of one partition / phase / search window share offsets; history never crosses them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -454,11 +508,11 @@ async fn sorted_step<D: DeskPages>(
     desk: &D,
     module: Module,
     cursor: SnapshotCursor,
-    base: u32,
-    split_fields: &[String],
-    request_from: u32,
-    deletes_seq: u64,
+    listing: &Listing<'_>,
+    (request_from, deletes_seq): (u32, u64),
+    recent: &mut RecentIds,
 ) -> Result<(Page, SnapshotCursor), SnapshotError> {
+    let Listing { list_from_base: base, split_fields } = *listing;
     let spec = catalog::spec(module);
     let mut next = cursor;
     if spec.partition_by_department && next.partitions.is_none() {
@@ -519,13 +573,9 @@ async fn sorted_step<D: DeskPages>(
     // Rows re-read after a rewind are dropped here (previous page) or by the ordering guard (same version).
     // Rows re-read after a rewind (or a restart, when the in-memory ordering guard is empty) were emitted
     // recently: the cursor remembers their ids, so a snapshot never emits a key twice.
-    let recent: std::collections::HashSet<&str, foldhash::fast::RandomState> =
-        next.recent_ids.iter().map(|id| &**id).collect();
-    page.records.retain(|r| !r.id().is_some_and(|id| recent.contains(id.as_ref())));
-    drop(recent);
-    next.recent_ids.extend(page.records.iter().filter_map(cursor_id));
-    let excess = next.recent_ids.len().saturating_sub(RECENT_IDS);
-    next.recent_ids.drain(..excess);
+    recent.follow(&next);
+    page.records.retain(|r| !r.id().is_some_and(|id| recent.contains(&id)));
+    recent.remember(&mut next, page.records.iter().filter_map(cursor_id));
     next.deletes_seen = deletes_seq;
     // Creations after the snapshot start arrive as webhook events; the snapshot stops at its start.
     page.records.retain(|r| created_ms(r).is_none_or(|t| t <= upper_ms));
@@ -572,14 +622,13 @@ async fn per_ticket_step<D: DeskPages>(
     desk: &D,
     module: Module,
     cursor: SnapshotCursor,
-    base: u32,
-    split_fields: &[String],
-    request_from: u32,
-    deletes_seq: u64,
+    listing: &Listing<'_>,
+    start: (u32, u64),
+    recent: &mut RecentIds,
 ) -> Result<(Page, SnapshotCursor), SnapshotError> {
+    let base = listing.list_from_base;
     let records_before = cursor.records;
-    let (tickets, next) =
-        sorted_step(desk, Module::Tickets, cursor, base, split_fields, request_from, deletes_seq).await?;
+    let (tickets, next) = sorted_step(desk, Module::Tickets, cursor, listing, start, recent).await?;
     let spec = catalog::spec(module);
     let mut rows = Vec::new();
     for ticket in &tickets.records {
@@ -819,6 +868,29 @@ mod tests {
             prev_page_ids: (0..100).map(|i| std::sync::Arc::from(i.to_string())).collect(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn recent_ids_follow_the_cursor_list_repeats_included() {
+        let ids = |r: std::ops::Range<usize>| r.map(|i| Id::from(i.to_string())).collect::<Vec<_>>();
+        let mut cursor = SnapshotCursor { recent_ids: ids(0..10), ..Default::default() };
+        let mut recent = RecentIds::of(&cursor);
+        // 10 + (RECENT_IDS - 5) + 1 ids: the 6 oldest go, the first 5 among them; the repeated 5 stays.
+        recent.remember(&mut cursor, ids(10..RECENT_IDS + 5).into_iter().chain(ids(5..6)));
+        assert_eq!((cursor.recent_ids.len(), recent.len), (RECENT_IDS, RECENT_IDS));
+        assert!(!recent.contains("0") && !recent.contains("4"));
+        assert!(
+            recent.contains("5") && recent.contains("6") && recent.contains(&(RECENT_IDS + 4).to_string())
+        );
+        assert_eq!(RecentIds::of(&cursor).counts, recent.counts);
+        // A whole list of new ids forgets every older one, the repeat too.
+        recent.remember(&mut cursor, (0..RECENT_IDS).map(|i| Id::from(format!("x{i}"))));
+        assert!(!recent.contains("5") && recent.contains("x0"));
+        assert_eq!(recent.counts.len(), RECENT_IDS);
+        // A cursor from elsewhere is picked up when the lengths differ.
+        let other = SnapshotCursor { recent_ids: ids(2000..2010), ..Default::default() };
+        recent.follow(&other);
+        assert!(!recent.contains("x0") && recent.contains("2000"));
     }
 
     #[test]
