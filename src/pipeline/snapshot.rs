@@ -316,8 +316,8 @@ const PROGRESS_LOG_PAGES: u64 = 25;
 /// Ids of the latest rows emitted, kept in the cursor (a few pages' worth; rewinds reach back less far).
 const RECENT_IDS: usize = 1_000;
 
-/// A counted set over a cursor's `recent_ids`, kept by the walk beside its cursor: rebuilt for every page
-/// it cost a thousand inserts per hundred rows.
+/// A counted set over a cursor's `recent_ids`, kept by the walk beside its cursor (rebuilt for every page,
+/// a set cost a thousand inserts per hundred rows).
 #[derive(Default)]
 struct RecentIds {
     counts: std::collections::HashMap<Id, u32, foldhash::fast::RandomState>,
