@@ -350,7 +350,10 @@ pub fn map_events(events: Vec<DeskEvent>, received_ms: i64) -> Mapped {
 /// One event as a change (its records moved into it, not copied); skipped for event types the bridge does
 /// not load.
 pub fn map_event(ev: DeskEvent, received_ms: i64) -> Result<ChangeEvent, Skipped> {
-    let (Some(module), Some(id)) = (module_for_event(&ev.event_type), record_id(&ev.payload)) else {
+    // An unknown type is skipped before its payload is read for an id.
+    let Some((module, id)) =
+        module_for_event(&ev.event_type).and_then(|m| Some((m, record_id(&ev.payload)?)))
+    else {
         return Err(Skipped { event_type: ev.event_type });
     };
     let action = ev.event_type.rsplit('_').next().unwrap_or_default();
