@@ -59,16 +59,35 @@ fn parse() -> anyhow::Result<Args> {
     Ok(a)
 }
 
-/// The varying fields of one event, as markers in its rendered template.
-const MARKS: [&str; 4] = ["@ID@", "@NUMBER@", "@EVENT_TIME@", "@MODIFIED@"];
+/// The varying fields of one event, each a marker in its rendered template.
+#[derive(Clone, Copy)]
+enum Mark {
+    Id,
+    Number,
+    EventTime,
+    Modified,
+}
 
-/// One event rendered once by serde_json with [`MARKS`] in place of its varying values, split at them:
+impl Mark {
+    const ALL: [Mark; 4] = [Mark::Id, Mark::Number, Mark::EventTime, Mark::Modified];
+
+    fn text(self) -> &'static str {
+        match self {
+            Mark::Id => "@ID@",
+            Mark::Number => "@NUMBER@",
+            Mark::EventTime => "@EVENT_TIME@",
+            Mark::Modified => "@MODIFIED@",
+        }
+    }
+}
+
+/// One event rendered once by serde_json with [`Mark`]s in place of its varying values, split at them:
 /// a delivery is then the pieces with the values written between, so the generator spends its CPU on
 /// the HTTP exchange rather than on building JSON trees (its CPU is taken from the pipeline it measures,
 /// on the same cores).
 struct Template {
     /// Literal text, then the mark that follows it (`None` after the last piece).
-    pieces: Vec<(String, Option<usize>)>,
+    pieces: Vec<(String, Option<Mark>)>,
     /// Before the first event, between events, after the last.
     open: &'static str,
     sep: &'static str,
@@ -80,14 +99,14 @@ impl Template {
         let event = serde_json::json!({
             "eventType": "Ticket_Update",
             "orgId": a.org,
-            "eventTime": MARKS[2],
+            "eventTime": Mark::EventTime.text(),
             "payload": {
-                "id": MARKS[0], "ticketNumber": MARKS[1],
+                "id": Mark::Id.text(), "ticketNumber": Mark::Number.text(),
                 "subject": "Printer on the third floor does not print", "status": "Open",
                 "statusType": "Open", "priority": "High", "channel": "Email",
                 "departmentId": "1892000000006907", "contactId": "1892000000042032",
                 "assigneeId": "1892000000056007", "email": "carol@example.com",
-                "createdTime": "2026-01-05T09:12:44.000Z", "modifiedTime": MARKS[3],
+                "createdTime": "2026-01-05T09:12:44.000Z", "modifiedTime": Mark::Modified.text(),
                 "dueDate": "2026-01-07T09:12:44.000Z", "isDeleted": false, "isTrashed": false,
                 "cf": {"cf_region": "EMEA", "cf_tier": "Gold"}
             },
@@ -97,10 +116,10 @@ impl Template {
         let mut pieces = Vec::new();
         let mut rest = event.as_str();
         while let Some((at, mark)) =
-            MARKS.iter().enumerate().filter_map(|(i, m)| rest.find(m).map(|at| (at, i))).min()
+            Mark::ALL.iter().filter_map(|&m| rest.find(m.text()).map(|at| (at, m))).min_by_key(|(at, _)| *at)
         {
             pieces.push((rest[..at].to_owned(), Some(mark)));
-            rest = &rest[at + MARKS[mark].len()..];
+            rest = &rest[at + mark.text().len()..];
         }
         pieces.push((rest.to_owned(), None));
         let (open, sep, close) = if a.records_envelope {
@@ -128,10 +147,10 @@ impl Template {
                 out.extend_from_slice(text.as_bytes());
                 // Writing into a Vec cannot fail.
                 let _ = match mark {
-                    Some(0) => write!(out, "{}", 1_892_000_000_000_000u64 + n % 200_000),
-                    Some(1) => write!(out, "{}", 100_000 + n % 200_000),
-                    Some(2) => write!(out, "{event_time}"),
-                    Some(_) => write!(out, "{modified}"),
+                    Some(Mark::Id) => write!(out, "{}", 1_892_000_000_000_000u64 + n % 200_000),
+                    Some(Mark::Number) => write!(out, "{}", 100_000 + n % 200_000),
+                    Some(Mark::EventTime) => write!(out, "{event_time}"),
+                    Some(Mark::Modified) => write!(out, "{modified}"),
                     None => Ok(()),
                 };
             }
