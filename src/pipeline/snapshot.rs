@@ -351,7 +351,7 @@ impl RecentIds {
         }
     }
 
-    /// Appends `ids` to the cursor's list and forgets the oldest past [`RECENT_IDS`], here and there.
+    /// Appends `ids` to the cursor's list and forgets the oldest past [`RECENT_IDS`], in the list and the set.
     fn remember(&mut self, cursor: &mut SnapshotCursor, ids: impl Iterator<Item = Id>) {
         let from = cursor.recent_ids.len();
         cursor.recent_ids.extend(ids);
