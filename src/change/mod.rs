@@ -2,8 +2,10 @@
 
 pub mod record;
 pub(crate) mod scan;
+mod time;
 
 pub use record::Record;
+pub use time::parse_desk_time;
 
 use crate::zoho::module::Module;
 
@@ -131,11 +133,6 @@ pub fn is_deleted(record: &Record) -> bool {
         Some(v) => v.as_bool().unwrap_or(false) || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true")),
         None => false,
     })
-}
-
-/// Parses Desk's ISO-8601 timestamps ("2026-01-15T10:22:33.000Z") to epoch ms.
-pub fn parse_desk_time(value: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(value).ok().map(|t| t.timestamp_millis())
 }
 
 /// The record's `modifiedTime` (or `createdTime`) in epoch ms, used for ordering and lag.
