@@ -65,7 +65,7 @@ impl<'s> Plan<'s> {
         let guess = self.guesses.get(nth);
         // Relaxed: a guess is only a hint, checked before use.
         if let Some(i) = guess.map(|g| g.load(Ordering::Relaxed)) {
-            if self.fields.get(i).is_some_and(|f| f.name == key) {
+            if self.fields.get(i).is_some_and(|f| same_name(&f.name, key)) {
                 return Some(i);
             }
         }
@@ -74,6 +74,26 @@ impl<'s> Plan<'s> {
             guess.store(i, Ordering::Relaxed);
         }
         found
+    }
+}
+
+/// `a == b`, compared in place eight bytes at a time: for the 10-20 byte names of a Desk record, the call
+/// to the C library's `memcmp` that `==` makes cost more than the comparison (once per field of every
+/// record).
+#[inline]
+fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |c: Option<&[u8]>| c.and_then(|c| <[u8; 8]>::try_from(c).ok()).map(u64::from_ne_bytes);
+    match a.len().checked_sub(8) {
+        // Whole words, then the last eight bytes (overlapping the last word when the length is not a multiple).
+        Some(last) => {
+            a.chunks_exact(8).zip(b.chunks_exact(8)).all(|(x, y)| word(Some(x)) == word(Some(y)))
+                && word(a.get(last..)) == word(b.get(last..))
+        }
+        None => a.iter().zip(b).all(|(x, y)| x == y),
     }
 }
 
@@ -293,6 +313,25 @@ mod tests {
         ] {
             let input = format!(r#"{{"id": "1", "cf": {cf}, "unknown": [1], "ke\"y": "v", "subject": 7}}"#);
             same_as_value_path_of_text(Module::Tickets, &input);
+        }
+    }
+
+    #[test]
+    fn names_compare_as_strings_do() {
+        let names = ["", "a", "id", "subject", "createdTime", "modifiedTime", "customerResponseTime"];
+        for a in names {
+            for b in names {
+                assert_eq!(same_name(a, b), a == b, "{a} {b}");
+            }
+        }
+        for n in 0..40 {
+            let a = "x".repeat(n);
+            for at in 0..n {
+                let mut b = a.clone().into_bytes();
+                b[at] = b'y';
+                assert!(!same_name(&a, std::str::from_utf8(&b).unwrap()), "{n} {at}");
+            }
+            assert!(same_name(&a, &a.clone()));
         }
     }
 
