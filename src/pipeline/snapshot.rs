@@ -383,17 +383,26 @@ impl PageContext {
     }
 }
 
-/// Remembers the newest `createdTime` emitted and the ids emitted at exactly that instant.
+/// Remembers the `createdTime` of the last row emitted that has one, and the ids of the rows up to it at
+/// exactly that instant (rows without a time do not break the run; the run may go on from earlier pages).
+/// Read from the end of the page: only the last instant's rows have their time read.
 fn track_created(cursor: &mut SnapshotCursor, records: &[Record]) {
-    for r in records {
-        let ts = created_ms(r);
-        if ts.is_some() && ts == cursor.last_ts_ms {
-            cursor.ids_at_last_ts.extend(cursor_id(r));
-        } else if ts.is_some() {
-            cursor.last_ts_ms = ts;
-            cursor.ids_at_last_ts = cursor_id(r).into_iter().collect();
+    let mut timed = records.iter().rev().filter_map(|r| created_ms(r).map(|ts| (ts, r)));
+    let Some((last, newest)) = timed.next() else { return };
+    let mut run = vec![newest];
+    let mut whole_page = true;
+    for (ts, r) in timed {
+        if ts != last {
+            whole_page = false;
+            break;
         }
+        run.push(r);
     }
+    if !whole_page || cursor.last_ts_ms != Some(last) {
+        cursor.ids_at_last_ts.clear();
+    }
+    cursor.last_ts_ms = Some(last);
+    cursor.ids_at_last_ts.extend(run.iter().rev().filter_map(|r| cursor_id(r)));
 }
 
 /// Rows per partition the walk aims below: Desk lists only the first 5000 of a filter, and past that the
@@ -867,6 +876,52 @@ mod tests {
             from: 100,
             prev_page_ids: (0..100).map(|i| std::sync::Arc::from(i.to_string())).collect(),
             ..Default::default()
+        }
+    }
+
+    /// The first form of [`track_created`]: row by row, from the start of the page.
+    fn track_created_forwards(cursor: &mut SnapshotCursor, records: &[Record]) {
+        for r in records {
+            let ts = created_ms(r);
+            if ts.is_some() && ts == cursor.last_ts_ms {
+                cursor.ids_at_last_ts.extend(cursor_id(r));
+            } else if ts.is_some() {
+                cursor.last_ts_ms = ts;
+                cursor.ids_at_last_ts = cursor_id(r).into_iter().collect();
+            }
+        }
+    }
+
+    #[test]
+    fn the_last_instant_is_tracked_as_row_by_row() {
+        // Every page of up to four rows drawn from: two instants, no time, no id; after either cursor.
+        let rows = [
+            r#"{"id":"a","createdTime":"2024-01-01T00:00:00.000Z"}"#,
+            r#"{"id":"b","createdTime":"2024-01-01T00:00:00.000Z"}"#,
+            r#"{"id":"c","createdTime":"2024-01-01T00:00:01.000Z"}"#,
+            r#"{"id":"d"}"#,
+            r#"{"createdTime":"2024-01-01T00:00:01.000Z"}"#,
+        ]
+        .map(|r| Record::parse(r).unwrap());
+        let at_first = SnapshotCursor {
+            last_ts_ms: Some(1_704_067_200_000),
+            ids_at_last_ts: vec![Id::from("z")],
+            ..Default::default()
+        };
+        for start in [SnapshotCursor::default(), at_first] {
+            for len in 0..=4_u32 {
+                for pick in 0..5_usize.pow(len) {
+                    let page: Vec<Record> =
+                        (0..len).map(|i| rows[pick / 5_usize.pow(i) % 5].clone()).collect();
+                    let (mut want, mut got) = (start.clone(), start.clone());
+                    track_created_forwards(&mut want, &page);
+                    track_created(&mut got, &page);
+                    assert_eq!(
+                        (got.last_ts_ms, &got.ids_at_last_ts),
+                        (want.last_ts_ms, &want.ids_at_last_ts)
+                    );
+                }
+            }
         }
     }
 
