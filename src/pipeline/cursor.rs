@@ -12,9 +12,10 @@ pub type Id = Arc<str>;
 pub struct SnapshotCursor {
     /// The snapshot's upper bound (its start), epoch ms: later creations arrive as webhook events.
     pub upper_ms: i64,
-    /// The partitions when the module is walked per department (fixed at the snapshot's first step).
+    /// The partitions when the module is walked per department (fixed at the snapshot's first step; shared,
+    /// since the cursor is copied for every page and a big module has dozens of parts).
     #[serde(default)]
-    pub partitions: Option<Vec<Partition>>,
+    pub partitions: Option<Arc<[Partition]>>,
     /// Deletes of this module the source had committed when the previous page was read.
     #[serde(default)]
     pub deletes_seen: u64,
@@ -91,7 +92,7 @@ mod tests {
                 "last_ts_ms":null,"ids_at_last_ts":[],"records":0,"pages":0,"done":false}"#,
         )
         .unwrap();
-        assert_eq!(old.partitions, Some(vec![Partition::Department("7001".into())]));
+        assert_eq!(old.partitions.as_deref(), Some(&[Partition::Department("7001".into())][..]));
         let split = Partition::Filters(vec![
             ("departmentId".into(), "7001".into()),
             ("status".into(), "Open".into()),

@@ -525,7 +525,7 @@ async fn sorted_step<D: DeskPages>(
     let spec = catalog::spec(module);
     let mut next = cursor;
     if spec.partition_by_department && next.partitions.is_none() {
-        next.partitions = Some(partitions(desk, module, base, split_fields, next.upper_ms).await?);
+        next.partitions = Some(partitions(desk, module, base, split_fields, next.upper_ms).await?.into());
         return Ok((Page::default(), next));
     }
     let partition = match &next.partitions {
