@@ -183,7 +183,8 @@ impl Batch {
             now: chrono::Utc::now().timestamp_millis(),
             out: Vec::with_capacity(capacity + 1),
             admitted: Vec::with_capacity(capacity),
-            seen: Seen::with_capacity_and_hasher(capacity, Default::default()),
+            // Taken from the first group.
+            seen: Seen::default(),
         }
     }
 
@@ -230,8 +231,13 @@ impl Batch {
             }
             self.admitted.push((r.event, r.version));
         }
-        for (key, n) in mine {
-            self.seen.entry(key).and_modify(|s| *s = s.with(n)).or_insert(n);
+        if self.seen.is_empty() {
+            // The first group (a snapshot commit's only one): nothing to merge with.
+            self.seen = mine;
+        } else {
+            for (key, n) in mine {
+                self.seen.entry(key).and_modify(|s| *s = s.with(n)).or_insert(n);
+            }
         }
         Ok(Committed { events, stale })
     }
