@@ -2,6 +2,7 @@
 //! follows, so a restart resumes exactly after the last committed page.
 
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// A record id as the cursor keeps it: shared, since the walk hands a copy of its cursor to the committer
@@ -37,10 +38,85 @@ pub struct SnapshotCursor {
     pub prev_page_ids: Vec<Id>,
     /// Ids of the latest rows emitted by the sorted walk (bounded), to drop re-reads.
     #[serde(default)]
-    pub recent_ids: Vec<Id>,
+    pub recent_ids: RecentList,
     pub records: u64,
     pub pages: u64,
     pub done: bool,
+}
+
+/// Ids, oldest first, held in shared blocks (one per page). The walk hands a copy of its cursor to the
+/// committer with every page: a block is copied by one count, where a plain list of a thousand ids was
+/// copied (and later dropped) id by id. Serialised as one plain list.
+#[derive(Debug, Clone, Default)]
+pub struct RecentList {
+    blocks: VecDeque<Arc<[Id]>>,
+    len: usize,
+}
+
+impl RecentList {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Id> {
+        self.blocks.iter().flat_map(|b| b.iter())
+    }
+
+    /// Appends `ids` as one block.
+    pub fn push(&mut self, ids: Vec<Id>) {
+        if !ids.is_empty() {
+            self.len += ids.len();
+            self.blocks.push_back(ids.into());
+        }
+    }
+
+    /// Removes the `n` oldest ids (all of them when there are fewer) and returns them.
+    pub fn forget_oldest(&mut self, n: usize) -> Vec<Id> {
+        let mut gone = Vec::with_capacity(n.min(self.len));
+        while gone.len() < n {
+            let Some(front) = self.blocks.pop_front() else { break };
+            let take = (n - gone.len()).min(front.len());
+            gone.extend(front.iter().take(take).cloned());
+            if take < front.len() {
+                self.blocks.push_front(front.get(take..).unwrap_or_default().into());
+            }
+        }
+        self.len = self.len.saturating_sub(gone.len());
+        gone
+    }
+}
+
+impl From<Vec<Id>> for RecentList {
+    fn from(ids: Vec<Id>) -> Self {
+        let mut list = Self::default();
+        list.push(ids);
+        list
+    }
+}
+
+/// The same ids in the same order, however they are blocked.
+impl PartialEq for RecentList {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for RecentList {}
+
+impl Serialize for RecentList {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for RecentList {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<Id>::deserialize(deserializer).map(Self::from)
+    }
 }
 
 /// One part of a partitioned walk: the list filters that select it.
@@ -100,5 +176,26 @@ mod tests {
         let text = serde_json::to_string(&split).unwrap();
         assert_eq!(serde_json::from_str::<Partition>(&text).unwrap(), split);
         assert_eq!(split.query()[1], ("status".to_owned(), "Open".to_owned()));
+    }
+
+    #[test]
+    fn recent_lists_read_and_write_as_plain_lists() {
+        let ids = |r: std::ops::Range<usize>| r.map(|i| Id::from(i.to_string())).collect::<Vec<_>>();
+        let mut list = RecentList::default();
+        for block in [ids(0..3), Vec::new(), ids(3..4), ids(4..9)] {
+            list.push(block);
+        }
+        assert_eq!((list.len(), list.blocks.len()), (9, 3));
+        assert_eq!(list, RecentList::from(ids(0..9)));
+        let text = serde_json::to_string(&list).unwrap();
+        assert_eq!(text, serde_json::to_string(&ids(0..9)).unwrap());
+        assert_eq!(serde_json::from_str::<RecentList>(&text).unwrap(), list);
+        // Across a block's end, inside a block, nothing, then more than is left.
+        assert_eq!(list.forget_oldest(4), ids(0..4));
+        assert_eq!(list.forget_oldest(2), ids(4..6));
+        assert_eq!(list.forget_oldest(0), Vec::<Id>::new());
+        assert_eq!((list.len(), list.iter().cloned().collect::<Vec<_>>()), (3, ids(6..9)));
+        assert_eq!(list.forget_oldest(5), ids(6..9));
+        assert!(list.is_empty() && list.blocks.is_empty());
     }
 }

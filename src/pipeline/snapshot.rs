@@ -353,11 +353,11 @@ impl RecentIds {
 
     /// Appends `ids` to the cursor's list and forgets the oldest past [`RECENT_IDS`], in the list and the set.
     fn remember(&mut self, cursor: &mut SnapshotCursor, ids: impl Iterator<Item = Id>) {
-        let from = cursor.recent_ids.len();
-        cursor.recent_ids.extend(ids);
-        self.add(cursor.recent_ids[from..].iter().cloned());
+        let ids: Vec<Id> = ids.collect();
+        self.add(ids.iter().cloned());
+        cursor.recent_ids.push(ids);
         let excess = cursor.recent_ids.len().saturating_sub(RECENT_IDS);
-        for id in cursor.recent_ids.drain(..excess) {
+        for id in cursor.recent_ids.forget_oldest(excess) {
             if let std::collections::hash_map::Entry::Occupied(mut e) = self.counts.entry(id) {
                 *e.get_mut() -= 1;
                 if *e.get() == 0 {
@@ -928,7 +928,7 @@ mod tests {
     #[test]
     fn recent_ids_follow_the_cursor_list_repeats_included() {
         let ids = |r: std::ops::Range<usize>| r.map(|i| Id::from(i.to_string())).collect::<Vec<_>>();
-        let mut cursor = SnapshotCursor { recent_ids: ids(0..10), ..Default::default() };
+        let mut cursor = SnapshotCursor { recent_ids: ids(0..10).into(), ..Default::default() };
         let mut recent = RecentIds::of(&cursor);
         // 10 + (RECENT_IDS - 5) + 1 ids: the 6 oldest go, the first 5 among them; the repeated 5 stays.
         recent.remember(&mut cursor, ids(10..RECENT_IDS + 5).into_iter().chain(ids(5..6)));
@@ -943,7 +943,7 @@ mod tests {
         assert!(!recent.contains("5") && recent.contains("x0"));
         assert_eq!(recent.counts.len(), RECENT_IDS);
         // A cursor from elsewhere is picked up when the lengths differ.
-        let other = SnapshotCursor { recent_ids: ids(2000..2010), ..Default::default() };
+        let other = SnapshotCursor { recent_ids: ids(2000..2010).into(), ..Default::default() };
         recent.follow(&other);
         assert!(!recent.contains("x0") && recent.contains("2000"));
     }
