@@ -74,7 +74,7 @@ pub fn iso(ms: i64) -> String {
 
 /// Parses Desk's ISO form (also accepts any RFC 3339) into epoch ms.
 pub fn parse_iso(s: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(s.trim()).ok().map(|t| t.timestamp_millis())
+    crate::change::parse_desk_time(s.trim())
 }
 
 fn id_or_null(id: Option<u64>) -> Value {
