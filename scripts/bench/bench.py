@@ -53,7 +53,8 @@ PEERS_NOTE = ("The issue's peer, Redpanda Connect, cannot be installed here (the
               "(camel-platform-http-vertx; one small class starts its Vert.x server, as "
               "camel-platform-http-main 4.22.0 is not served) that splits each delivery and sends every event "
               "as one Kafka record keyed by payload.id with camel-kafka (kafka-clients 4.3.1, acks=all, "
-              "idempotent, linger 5 ms, lz4), answering 200 only once Kafka has acknowledged every record. "
+              "idempotent, linger 1 ms, lz4: the bridge's producer defaults), answering 200 only once Kafka "
+              "has acknowledged every record. "
               "The peer is not transactional and does no Avro/registry work, which the bridge does, so it "
               "does less per event. Same broker, same load generator, same settings; JVM -Xmx512m.")
 
