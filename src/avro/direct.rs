@@ -86,12 +86,12 @@ fn same_name(a: &str, b: &str) -> bool {
     if a.len() != b.len() {
         return false;
     }
-    let word = |c: Option<&[u8]>| c.and_then(|c| <[u8; 8]>::try_from(c).ok()).map(u64::from_ne_bytes);
+    let word = |c: &[u8]| <[u8; 8]>::try_from(c).ok().map(u64::from_ne_bytes);
     match a.len().checked_sub(8) {
         // Whole words, then the last eight bytes (overlapping the last word when the length is not a multiple).
         Some(last) => {
-            a.chunks_exact(8).zip(b.chunks_exact(8)).all(|(x, y)| word(Some(x)) == word(Some(y)))
-                && word(a.get(last..)) == word(b.get(last..))
+            a.chunks_exact(8).zip(b.chunks_exact(8)).all(|(x, y)| word(x) == word(y))
+                && a.get(last..).and_then(word) == b.get(last..).and_then(word)
         }
         None => a.iter().zip(b).all(|(x, y)| x == y),
     }

@@ -390,15 +390,16 @@ fn track_created(cursor: &mut SnapshotCursor, records: &[Record]) {
     let mut timed = records.iter().rev().filter_map(|r| created_ms(r).map(|ts| (ts, r)));
     let Some((last, newest)) = timed.next() else { return };
     let mut run = vec![newest];
-    let mut whole_page = true;
+    // Whether every timed row of the page is at the last instant: then the run may go on from earlier pages.
+    let mut from_page_start = true;
     for (ts, r) in timed {
         if ts != last {
-            whole_page = false;
+            from_page_start = false;
             break;
         }
         run.push(r);
     }
-    if !whole_page || cursor.last_ts_ms != Some(last) {
+    if !from_page_start || cursor.last_ts_ms != Some(last) {
         cursor.ids_at_last_ts.clear();
     }
     cursor.last_ts_ms = Some(last);
