@@ -50,16 +50,15 @@ pub struct SnapshotCursor {
 #[derive(Debug, Clone, Default)]
 pub struct RecentList {
     blocks: VecDeque<Arc<[Id]>>,
-    len: usize,
 }
 
 impl RecentList {
     pub fn len(&self) -> usize {
-        self.len
+        self.blocks.iter().map(|b| b.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.blocks.is_empty()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Id> {
@@ -69,14 +68,13 @@ impl RecentList {
     /// Appends `ids` as one block.
     pub fn push(&mut self, ids: Vec<Id>) {
         if !ids.is_empty() {
-            self.len += ids.len();
             self.blocks.push_back(ids.into());
         }
     }
 
     /// Removes the `n` oldest ids (all of them when there are fewer) and returns them.
     pub fn forget_oldest(&mut self, n: usize) -> Vec<Id> {
-        let mut gone = Vec::with_capacity(n.min(self.len));
+        let mut gone = Vec::with_capacity(n.min(self.len()));
         while gone.len() < n {
             let Some(front) = self.blocks.pop_front() else { break };
             let take = (n - gone.len()).min(front.len());
@@ -85,7 +83,6 @@ impl RecentList {
                 self.blocks.push_front(front.get(take..).unwrap_or_default().into());
             }
         }
-        self.len = self.len.saturating_sub(gone.len());
         gone
     }
 }
@@ -101,7 +98,7 @@ impl From<Vec<Id>> for RecentList {
 /// The same ids in the same order, however they are blocked.
 impl PartialEq for RecentList {
     fn eq(&self, other: &Self) -> bool {
-        self.len == other.len && self.iter().eq(other.iter())
+        self.iter().eq(other.iter())
     }
 }
 
