@@ -253,22 +253,49 @@ impl SourceSettings {
 }
 
 impl Settings {
-    /// Loads `path`, applies `ZOHO_DESK_CDC__*` overrides, and validates.
+    /// Loads `path`, applies `ZOHO_DESK_CDC__*` overrides from the process environment, and validates.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        // A variable whose name or value is not UTF-8 cannot name one of our keys; skipping it beats the
+        // panic of `std::env::vars`.
+        let vars =
+            std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+        Self::load_with_env(path, vars)
+    }
+
+    /// [`Settings::load`] with the environment given as `(name, value)` pairs, so tests need not mutate the
+    /// process environment (which would race other tests).
+    pub fn load_with_env(
+        path: &Path,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         let load_err = |message: String| ConfigError::Load { path: path.to_owned(), message };
         if !path.exists() {
             return Err(load_err("file not found".into()));
         }
-        let raw = config::Config::builder()
-            .add_source(config::File::from(path).format(config::FileFormat::Toml))
-            .add_source(
-                config::Environment::with_prefix(ENV_PREFIX)
-                    .prefix_separator("__")
-                    .separator("__")
-                    .try_parsing(true),
-            )
+        let file = || config::File::from(path).format(config::FileFormat::Toml);
+        // The names of the file's sources, which `ZOHO_DESK_CDC__SOURCES__<name>__*` may use instead of
+        // the index.
+        let names = config::Config::builder()
+            .add_source(file())
             .build()
-            .map_err(|e| load_err(without_excerpt(&e.to_string())))?;
+            .map_err(|e| load_err(without_excerpt(&e.to_string())))?
+            .get::<Vec<SourceName>>("sources")
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| s.name.unwrap_or_default())
+            .collect::<Vec<_>>();
+        let env = EnvOverrides::split(vars, &names)?;
+        let mut builder = config::Config::builder().add_source(file()).add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env.plain.into_iter().collect())),
+        );
+        for (key, value) in env.sources {
+            builder = builder.set_override(key, value).map_err(|e| load_err(e.to_string()))?;
+        }
+        let raw = builder.build().map_err(|e| load_err(without_excerpt(&e.to_string())))?;
         let mut settings: Settings = raw.try_deserialize().map_err(|e| {
             let text = e.to_string();
             // Serde reports the offending field inside the message; surface it as the key.
@@ -277,6 +304,7 @@ impl Settings {
                 None => load_err(text),
             }
         })?;
+        settings.kafka.properties.extend(env.kafka_properties);
         settings.resolve_files(path.parent().unwrap_or(Path::new(".")))?;
         settings.validate()?;
         Ok(settings)
@@ -369,6 +397,99 @@ impl Settings {
             ConfigError::invalid("sources.name", format!("no source named {name:?} (configured: {known:?})"))
         })
     }
+}
+
+/// Only the name of a `[[sources]]` entry, read before the environment is applied.
+#[derive(Deserialize)]
+struct SourceName {
+    name: Option<String>,
+}
+
+/// The `ZOHO_DESK_CDC__*` variables, sorted by the way each is applied. config-rs's `Environment` reads
+/// `SOURCES__0__KEY` as a map key `0` (not an array index) and `KAFKA__PROPERTIES__SASL_PASSWORD` as the
+/// key `sasl_password` (librdkafka wants `sasl.password`), so those two shapes are mapped here.
+#[derive(Default, PartialEq)]
+struct EnvOverrides {
+    /// Every other variable, left to `config::Environment` as before.
+    plain: Vec<(String, String)>,
+    /// `sources[<i>].<key>` paths for `set_override`.
+    sources: Vec<(String, config::Value)>,
+    /// librdkafka property name → value, added to `kafka.properties`.
+    kafka_properties: Vec<(String, String)>,
+}
+
+/// Keys of a source that hold a list: the environment gives them comma-separated.
+const SOURCE_LIST_KEYS: [&str; 2] = ["modules", "snapshot_split_fields"];
+
+impl EnvOverrides {
+    fn split(
+        vars: impl IntoIterator<Item = (String, String)>,
+        source_names: &[String],
+    ) -> Result<Self, ConfigError> {
+        let prefix = format!("{ENV_PREFIX}__");
+        let mut out = EnvOverrides::default();
+        for (var, value) in vars {
+            // `get` rather than slicing: a non-ASCII variable name must not panic at a char boundary.
+            let Some(rest) = var
+                .get(..prefix.len())
+                .filter(|p| p.eq_ignore_ascii_case(&prefix))
+                .and(var.get(prefix.len()..))
+            else {
+                continue;
+            };
+            let parts: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+            match parts.as_slice() {
+                [section, rest @ ..] if section == "sources" => {
+                    let (index, key) = match rest {
+                        [which, key @ ..] if !key.is_empty() && key.iter().all(|k| !k.is_empty()) => {
+                            (source_index(which, source_names), key.join("."))
+                        }
+                        _ => {
+                            return Err(ConfigError::invalid(
+                                var.as_str(),
+                                format!("use {prefix}SOURCES__<index or name>__<KEY>"),
+                            ));
+                        }
+                    };
+                    let Some(index) = index else {
+                        return Err(ConfigError::invalid(
+                            var.as_str(),
+                            format!("names no source in the file (sources: {source_names:?})"),
+                        ));
+                    };
+                    let value = if SOURCE_LIST_KEYS.contains(&key.as_str()) {
+                        let items: Vec<String> = value
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|v| !v.is_empty())
+                            .map(str::to_owned)
+                            .collect();
+                        config::Value::from(items)
+                    } else {
+                        config::Value::from(value)
+                    };
+                    out.sources.push((format!("sources[{index}].{key}"), value));
+                }
+                [section, properties, name]
+                    if section == "kafka" && properties == "properties" && !name.is_empty() =>
+                {
+                    out.kafka_properties.push((name.replace('_', "."), value));
+                }
+                _ => out.plain.push((var, value)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The index `which` (lower-cased) names: a 0-based index, or a source name with `-` and `.` written as `_`
+/// (environment variable names cannot hold them), compared case-insensitively.
+fn source_index(which: &str, source_names: &[String]) -> Option<usize> {
+    if !which.is_empty() && which.bytes().all(|b| b.is_ascii_digit()) {
+        return which.parse::<usize>().ok().filter(|i| *i < source_names.len());
+    }
+    let env_form = |name: &str| name.to_ascii_lowercase().replace(['-', '.'], "_");
+    source_names.iter().position(|n| env_form(n) == which)
 }
 
 fn validate_source(s: &SourceSettings) -> Result<(), ConfigError> {
@@ -535,6 +656,95 @@ credentials_file = "/tmp/creds.json"
             assert!(!debug.contains(secret), "{secret} in {debug}");
         }
         assert!(debug.contains("[redacted]"));
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    fn load_env(text: &str, pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        Settings::load_with_env(f.path(), env(pairs))
+    }
+
+    #[test]
+    fn env_sources_map_by_index_or_name() {
+        let names = vec!["main".to_owned(), "EU-West.2".to_owned()];
+        let o = EnvOverrides::split(
+            env(&[
+                ("ZOHO_DESK_CDC__SOURCES__0__CLIENT_SECRET", "a"),
+                ("zoho_desk_cdc__sources__eu_west_2__quota__max_concurrency", "3"),
+                ("ZOHO_DESK_CDC__SOURCES__MAIN__MODULES", "tickets, contacts"),
+                ("ZOHO_DESK_CDC__KAFKA__PROPERTIES__SASL_PASSWORD", "pw"),
+                ("ZOHO_DESK_CDC__KAFKA__PARTITIONS", "4"),
+                ("OTHER__SOURCES__0__X", "ignored"),
+            ]),
+            &names,
+        )
+        .unwrap();
+        let keys: Vec<&str> = o.sources.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["sources[0].client_secret", "sources[1].quota.max_concurrency", "sources[0].modules"]
+        );
+        assert_eq!(o.kafka_properties, [("sasl.password".to_owned(), "pw".to_owned())]);
+        assert_eq!(o.plain, env(&[("ZOHO_DESK_CDC__KAFKA__PARTITIONS", "4")]));
+    }
+
+    #[test]
+    fn env_naming_no_source_is_an_error_naming_the_variable() {
+        let names = vec!["main".to_owned()];
+        for var in [
+            "ZOHO_DESK_CDC__SOURCES__1__CLIENT_ID",
+            "ZOHO_DESK_CDC__SOURCES__other__CLIENT_ID",
+            "ZOHO_DESK_CDC__SOURCES__0",
+        ] {
+            let err = EnvOverrides::split(env(&[(var, "x")]), &names).err().unwrap().to_string();
+            assert!(err.contains(&format!("configuration key `{var}`")), "{err}");
+        }
+        let err = load_env(GOOD, &[("ZOHO_DESK_CDC__SOURCES__3__CLIENT_SECRET", "x")]).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::Invalid { ref key, .. } if key == "ZOHO_DESK_CDC__SOURCES__3__CLIENT_SECRET")
+        );
+    }
+
+    #[test]
+    fn env_overrides_reach_sources_and_kafka_properties_typed() {
+        let s = load_env(
+            &GOOD.replace("client_secret = \"s3cr3t-value\"", ""),
+            &[
+                ("ZOHO_DESK_CDC__SOURCES__0__CLIENT_SECRET", "from-env"),
+                ("ZOHO_DESK_CDC__SOURCES__MAIN__VERIFY_JWT", "false"),
+                ("ZOHO_DESK_CDC__SOURCES__main__QUOTA__REQUESTS_PER_MINUTE", "7"),
+                ("ZOHO_DESK_CDC__SOURCES__0__QUOTA__RECONCILE_SHARE", "0.5"),
+                ("ZOHO_DESK_CDC__SOURCES__0__MODULES", "tickets,contacts"),
+                ("ZOHO_DESK_CDC__SOURCES__0__SNAPSHOT_MODE", "never"),
+                ("ZOHO_DESK_CDC__KAFKA__PROPERTIES__SASL_PASSWORD", "pw"),
+                ("ZOHO_DESK_CDC__KAFKA__PROPERTIES__SECURITY_PROTOCOL", "SASL_SSL"),
+                ("ZOHO_DESK_CDC__KAFKA__PARTITIONS", "5"),
+            ],
+        )
+        .unwrap();
+        let src = &s.sources[0];
+        assert_eq!(src.client_secret.expose(), "from-env");
+        assert!(!src.verify_jwt);
+        assert_eq!(src.quota.requests_per_minute, 7);
+        assert_eq!(src.quota.reconcile_share, 0.5);
+        assert_eq!(src.selected_modules().unwrap(), [Module::Tickets, Module::Contacts]);
+        assert_eq!(src.snapshot_mode, SnapshotMode::Never);
+        assert_eq!(src.org_id, "60000000001", "keys not overridden stay as in the file");
+        assert_eq!(s.kafka.properties.get("sasl.password").map(String::as_str), Some("pw"));
+        assert_eq!(s.kafka.properties.get("security.protocol").map(String::as_str), Some("SASL_SSL"));
+        assert_eq!(s.kafka.partitions, 5);
+    }
+
+    #[test]
+    fn env_override_with_a_bad_value_or_key_is_named() {
+        let err = load_env(GOOD, &[("ZOHO_DESK_CDC__SOURCES__0__QUOTA__MAX_CONCURRENCY", "0")]).unwrap_err();
+        assert!(err.to_string().contains("sources.main.quota.max_concurrency"), "{err}");
+        let err = load_env(GOOD, &[("ZOHO_DESK_CDC__SOURCES__0__CLIENT_SECRTE", "x")]).unwrap_err();
+        assert!(err.to_string().contains("client_secrte"), "{err}");
     }
 
     #[test]

@@ -1006,6 +1006,27 @@ const CONFIG_ROWS: &[ConfigRow] = &[
         exit: 2,
         message: "configuration key `kafka.partitions`: must be at least 1",
     },
+    ConfigRow {
+        class: "bad source value from the environment (by index)",
+        edit: ("max_concurrency = 5\n", ""),
+        env: Some(("ZOHO_DESK_CDC__SOURCES__0__QUOTA__MAX_CONCURRENCY", "0")),
+        exit: 2,
+        message: "configuration key `sources.main.quota.max_concurrency`: must be at least 1",
+    },
+    ConfigRow {
+        class: "bad source value from the environment (by name)",
+        edit: ("", "\n"),
+        env: Some(("ZOHO_DESK_CDC__SOURCES__MAIN__ORG_ID", "not-a-number")),
+        exit: 2,
+        message: "configuration key `sources.main.org_id`",
+    },
+    ConfigRow {
+        class: "environment names no source",
+        edit: ("", "\n"),
+        env: Some(("ZOHO_DESK_CDC__SOURCES__1__CLIENT_SECRET", "x")),
+        exit: 2,
+        message: "configuration key `ZOHO_DESK_CDC__SOURCES__1__CLIENT_SECRET`: names no source in the file",
+    },
 ];
 
 #[test]
