@@ -38,6 +38,8 @@ pub enum AppError {
         "source {0}: another instance with the same configuration took over (its Kafka transactional id fenced this one)"
     )]
     Fenced(String),
+    #[error(transparent)]
+    Kafka(#[from] crate::kafka::ClientError),
     #[error("source {source_name}: {error}")]
     Producer { source_name: String, error: crate::kafka::producer::ProduceError },
 }
@@ -137,6 +139,7 @@ async fn watch_kafka(
     loop {
         let outcome = match crate::kafka::ping(&kafka).await {
             Ok(_) => None,
+            // `ping` has taken credentials out of the text: it is shown on /readyz.
             Err(e) => Some(e.to_string()),
         };
         if let Ok(mut s) = slot.lock() {
@@ -192,6 +195,7 @@ pub async fn run(
     snapshot_mode: Option<SnapshotMode>,
     shutdown: CancellationToken,
 ) -> Result<(), AppError> {
+    crate::kafka::validate_properties(&settings.kafka)?;
     let metrics = crate::metrics::install();
     for warning in shared_client_warnings(&settings.sources) {
         tracing::warn!("{warning}");

@@ -39,7 +39,7 @@ pub struct Settings {
     pub sources: Vec<SourceSettings>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaSettings {
     pub bootstrap_servers: String,
@@ -51,6 +51,32 @@ pub struct KafkaSettings {
     pub replication_factor: i32,
     /// Passed through to librdkafka (security.protocol, sasl.*, compression.type, ...).
     pub properties: BTreeMap<String, String>,
+}
+
+/// Whether a librdkafka property holds a credential (`sasl.password`, `ssl.key.password`,
+/// `sasl.oauthbearer.client.secret`, `ssl.key.pem`, ...): its value never goes to Debug output or error text.
+pub fn is_sensitive_property(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["password", "secret", "key", "token", "credential", "jaas"].iter().any(|word| key.contains(word))
+}
+
+// By hand, because `properties` may carry `sasl.password` and friends.
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let properties: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(k, v)| (k.as_str(), if is_sensitive_property(k) { "[redacted]" } else { v.as_str() }))
+            .collect();
+        f.debug_struct("KafkaSettings")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("exactly_once", &self.exactly_once)
+            .field("partitions", &self.partitions)
+            .field("replication_factor", &self.replication_factor)
+            .field("properties", &properties)
+            .finish()
+    }
 }
 
 impl Default for KafkaSettings {
@@ -745,6 +771,22 @@ credentials_file = "/tmp/creds.json"
         assert!(err.to_string().contains("sources.main.quota.max_concurrency"), "{err}");
         let err = load_env(GOOD, &[("ZOHO_DESK_CDC__SOURCES__0__CLIENT_SECRTE", "x")]).unwrap_err();
         assert!(err.to_string().contains("client_secrte"), "{err}");
+    }
+
+    #[test]
+    fn kafka_property_credentials_stay_out_of_debug() {
+        let text = GOOD.replace(
+            "[schema_registry]",
+            "properties = { \"sasl.password\" = \"pw-SECRET-1\", \"ssl.key.password\" = \"pw-SECRET-2\", \
+             \"sasl.oauthbearer.client.secret\" = \"pw-SECRET-3\", \"ssl.key.pem\" = \"pw-SECRET-4\", \
+             \"security.protocol\" = \"SASL_SSL\" }\n[schema_registry]",
+        );
+        let s = load(&text).unwrap();
+        assert_eq!(s.kafka.properties.len(), 5);
+        let debug = format!("{s:?} {:#?} {:?}", s.kafka, s.kafka);
+        assert!(!debug.contains("pw-SECRET"), "{debug}");
+        assert!(debug.contains("SASL_SSL"), "non-secret properties stay visible: {debug}");
+        assert!(debug.contains("sasl.password"), "the key stays visible: {debug}");
     }
 
     #[test]

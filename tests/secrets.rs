@@ -132,3 +132,37 @@ async fn no_secret_in_logs_status_or_metrics() {
     );
     sim.stop().await.unwrap();
 }
+
+/// librdkafka echoes a rejected property's value ("... sasl.pasword hunter2"): neither `check` nor `run`
+/// may print it, and `run` reports the key as a configuration error (exit 2).
+#[test]
+fn a_rejected_kafka_property_is_named_without_its_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        r#"
+[kafka]
+bootstrap_servers = "127.0.0.1:9092"
+properties = { "sasl.pasword" = "hunter2-KAFKA-SECRET" }
+[[sources]]
+name = "main"
+org_id = "60000000001"
+client_id = "1000.ABC"
+client_secret = "x"
+credentials_file = "none.json"
+"#,
+    )
+    .unwrap();
+    for (command, want) in [("check", 1), ("run", 2)] {
+        let out = std::process::Command::new(common::bridge_bin())
+            .args([command, "--config", path.to_str().unwrap()])
+            .env("RUST_LOG", "debug")
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!text.contains("hunter2"), "{command}: {text}");
+        assert!(text.contains("kafka.properties.sasl.pasword"), "{command}: {text}");
+        assert_eq!(out.status.code(), Some(want), "{command}: {text}");
+    }
+}

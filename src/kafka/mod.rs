@@ -5,8 +5,9 @@ pub mod state;
 pub mod table;
 pub mod topics;
 
-use crate::config::KafkaSettings;
+use crate::config::{KafkaSettings, is_sensitive_property};
 use rdkafka::ClientConfig;
+use rdkafka::error::KafkaError;
 
 /// Base client config: the bootstrap servers plus the operator's pass-through librdkafka properties.
 pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
@@ -30,8 +31,56 @@ pub fn read_committed_config(settings: &KafkaSettings, group: &str) -> ClientCon
     cfg
 }
 
+/// A Kafka client error whose text is safe to print: librdkafka echoes a rejected property's value
+/// ("Client config error: ... sasl.pasword hunter2"), which may be a password.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// A `kafka.properties` entry librdkafka rejects: a configuration error.
+    #[error("configuration key `kafka.properties.{key}`: {message}")]
+    Config { key: String, message: String },
+    #[error("{0}")]
+    Client(String),
+}
+
+impl ClientError {
+    /// `error` with every configured credential (and a rejected property's value) taken out of its text.
+    pub fn from_kafka(settings: &KafkaSettings, error: &KafkaError) -> Self {
+        match error {
+            KafkaError::ClientConfig(_, desc, key, value) => {
+                let mut message = redact(settings, desc);
+                if !value.is_empty() {
+                    message = message.replace(value.as_str(), "[redacted]");
+                }
+                ClientError::Config {
+                    key: key.clone(),
+                    message: format!("rejected by librdkafka: {message}"),
+                }
+            }
+            other => ClientError::Client(redact(settings, &other.to_string())),
+        }
+    }
+}
+
+/// `text` with the value of every credential-like `kafka.properties` entry replaced by `[redacted]`.
+pub fn redact(settings: &KafkaSettings, text: &str) -> String {
+    settings
+        .properties
+        .iter()
+        .filter(|(k, v)| is_sensitive_property(k) && !v.is_empty())
+        .fold(text.to_owned(), |text, (_, v)| text.replace(v.as_str(), "[redacted]"))
+}
+
+/// Every `kafka.properties` entry is one librdkafka accepts. Run before any client is made, so a misspelled
+/// property is reported once, by key, instead of by whichever client happens to be created first.
+pub fn validate_properties(settings: &KafkaSettings) -> Result<(), ClientError> {
+    client_config(settings)
+        .create_native_config()
+        .map(drop)
+        .map_err(|e| ClientError::from_kafka(settings, &e))
+}
+
 /// `check` / readiness probe: the cluster answers a metadata request. Returns the broker count.
-pub async fn ping(settings: &KafkaSettings) -> Result<usize, rdkafka::error::KafkaError> {
+pub async fn ping(settings: &KafkaSettings) -> Result<usize, ClientError> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let cfg = client_config(settings);
     tokio::task::spawn_blocking(move || {
@@ -40,5 +89,42 @@ pub async fn ping(settings: &KafkaSettings) -> Result<usize, rdkafka::error::Kaf
         Ok(md.brokers().len())
     })
     .await
-    .unwrap_or(Err(rdkafka::error::KafkaError::Canceled))
+    .unwrap_or(Err(KafkaError::Canceled))
+    .map_err(|e| ClientError::from_kafka(settings, &e))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn settings(props: &[(&str, &str)]) -> KafkaSettings {
+        let mut s = KafkaSettings::default();
+        s.properties = props.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        s
+    }
+
+    #[test]
+    fn a_rejected_property_is_named_without_its_value() {
+        let s = settings(&[("sasl.pasword", "hunter2-SECRET"), ("sasl.password", "other-SECRET")]);
+        let err = validate_properties(&s).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, ClientError::Config { ref key, .. } if key == "sasl.pasword"), "{text}");
+        assert!(text.contains("kafka.properties.sasl.pasword"), "{text}");
+        assert!(!text.contains("SECRET"), "{text}");
+        let bad_value = settings(&[("security.protocol", "sasl_sslx-SECRET")]);
+        let text = validate_properties(&bad_value).unwrap_err().to_string();
+        assert!(text.contains("security.protocol") && !text.contains("SECRET"), "{text}");
+        assert!(validate_properties(&settings(&[("compression.type", "lz4")])).is_ok());
+    }
+
+    #[test]
+    fn credentials_are_redacted_from_any_error_text() {
+        let s = settings(&[("sasl.password", "pw-1"), ("ssl.key.pem", "PEM"), ("client.id", "pw-1x")]);
+        let e = KafkaError::ClientCreation("bad pw-1 and PEM".into());
+        assert_eq!(
+            ClientError::from_kafka(&s, &e).to_string(),
+            "Client creation error: bad [redacted] and [redacted]"
+        );
+    }
 }

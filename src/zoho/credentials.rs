@@ -41,6 +41,16 @@ fn io_err(path: &Path, what: &str, e: impl std::fmt::Display) -> ZohoError {
     ZohoError::Credentials { path: path.to_owned(), message: format!("cannot {what}: {e}") }
 }
 
+fn json_error_kind(e: &serde_json::Error) -> &'static str {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Io => "read error",
+        Category::Syntax => "JSON syntax error",
+        Category::Data => "unexpected field or value type",
+        Category::Eof => "file ends early",
+    }
+}
+
 impl Credentials {
     /// Reads the file; `Ok(None)` when it does not exist yet.
     pub fn load(path: &Path) -> Result<Option<Self>, ZohoError> {
@@ -49,11 +59,16 @@ impl Credentials {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err(path, "read it", e)),
         };
-        // serde_json's messages quote no input values, so a malformed file cannot leak a token here.
+        // serde_json's text quotes input values (`invalid type: string "1000.…"`), which here are tokens:
+        // only the kind of error and where it is are kept.
         let creds: Credentials = serde_json::from_str(&text).map_err(|e| ZohoError::Credentials {
             path: path.to_owned(),
             message: format!(
-                "is not a credentials file written by `zoho-desk-cdc auth` ({e}); run `auth` again"
+                "is not a credentials file written by `zoho-desk-cdc auth` ({} at line {} column {}); \
+                 run `auth` again",
+                json_error_kind(&e),
+                e.line(),
+                e.column()
             ),
         })?;
         if creds.refresh_token.is_empty() {
@@ -125,6 +140,23 @@ mod tests {
                 lifetime_s: Some(3600),
             }),
             created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_malformed_file_error_quotes_no_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        for body in [
+            r#"{"refresh_token": "1000.LEAK-SECRET", "org_id": 600, "data_center": "eu"}"#,
+            r#"{"refresh_token": ["1000.LEAK-SECRET"], "org_id": "600", "data_center": "eu"}"#,
+            r#"{"refresh_token": "1000.LEAK-SECRET", "org_id": "600", "data_center": "eu", "access_token": "1000.LEAK-SECRET"}"#,
+            r#"{"refresh_token": "1000.LEAK-SECRET" "org_id": "600"}"#,
+        ] {
+            std::fs::write(&path, body).unwrap();
+            let err = Credentials::load(&path).unwrap_err().to_string();
+            assert!(!err.contains("LEAK-SECRET"), "{err}");
+            assert!(err.contains("at line 1 column"), "{err}");
         }
     }
 
