@@ -404,8 +404,21 @@ impl Settings {
         if h.tls_cert.is_empty() != h.tls_key.is_empty() {
             return Err(ConfigError::invalid("http.tls_cert", "tls_cert and tls_key must be set together"));
         }
+        // With no source the bridge has nothing to do, and `initial_only` would report success at once.
+        if self.sources.is_empty() {
+            return Err(ConfigError::invalid("sources", "configure at least one [[sources]] entry"));
+        }
         let mut names = HashSet::new();
-        for s in &self.sources {
+        for (i, s) in self.sources.iter().enumerate() {
+            if !s.webhook_secret.is_empty() && !valid_webhook_secret(s.webhook_secret.expose()) {
+                return Err(ConfigError::invalid(
+                    format!("sources[{i}].webhook_secret"),
+                    format!(
+                        "must be at least {MIN_WEBHOOK_SECRET_LEN} characters of letters, digits, '-', '_', '.' \
+                         and '~' (it is a path segment of the service URL); leave it empty and `auth` generates one"
+                    ),
+                ));
+            }
             validate_source(s)?;
             if !names.insert(s.name.as_str()) {
                 return Err(ConfigError::invalid(
@@ -582,6 +595,15 @@ fn validate_source(s: &SourceSettings) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// A guessable service URL lets anyone post events; `auth` generates 32 hex characters.
+pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
+
+/// The secret is used verbatim as a URL path segment, so only RFC 3986 unreserved characters are allowed.
+fn valid_webhook_secret(secret: &str) -> bool {
+    secret.len() >= MIN_WEBHOOK_SECRET_LEN
+        && secret.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
+}
+
 fn valid_topic_part(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
@@ -675,10 +697,11 @@ credentials_file = "/tmp/creds.json"
 
     #[test]
     fn settings_debug_shows_no_secret() {
-        let text = GOOD.replace("credentials_file", "webhook_secret = \"whsec-value-123\"\ncredentials_file");
+        let text =
+            GOOD.replace("credentials_file", "webhook_secret = \"whsec-value-123456\"\ncredentials_file");
         let s = load(&text).unwrap();
         let debug = format!("{s:?} {:#?}", s.sources[0]);
-        for secret in ["s3cr3t-value", "whsec-value-123"] {
+        for secret in ["s3cr3t-value", "whsec-value-123456"] {
             assert!(!debug.contains(secret), "{secret} in {debug}");
         }
         assert!(debug.contains("[redacted]"));
@@ -787,6 +810,38 @@ credentials_file = "/tmp/creds.json"
         assert!(!debug.contains("pw-SECRET"), "{debug}");
         assert!(debug.contains("SASL_SSL"), "non-secret properties stay visible: {debug}");
         assert!(debug.contains("sasl.password"), "the key stays visible: {debug}");
+    }
+
+    #[test]
+    fn no_sources_is_an_error() {
+        let text = &GOOD[..GOOD.find("[[sources]]").unwrap()];
+        let err = load(text).unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { ref key, .. } if key == "sources"), "{err}");
+    }
+
+    #[test]
+    fn webhook_secret_must_be_a_long_url_safe_segment() {
+        let with = |secret: &str| {
+            load(
+                &GOOD
+                    .replace("credentials_file", &format!("webhook_secret = \"{secret}\"\ncredentials_file")),
+            )
+        };
+        for bad in
+            ["short-SECRET", "has/a/slash-SECRET-0123", "has space-SECRET-0123", "per%cent-SECRET-0123"]
+        {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(err.contains("configuration key `sources[0].webhook_secret`"), "{err}");
+            assert!(!err.contains("SECRET"), "the value stays out of the message: {err}");
+        }
+        for good in [
+            "0123456789abcdef",
+            "A-b_c.d~e-0123456789",
+            crate::zoho::credentials::generate_webhook_secret().expose(),
+        ] {
+            assert!(with(good).is_ok(), "{good}");
+        }
+        assert!(with("").is_ok(), "empty: auth generates one");
     }
 
     #[test]

@@ -1007,6 +1007,23 @@ const CONFIG_ROWS: &[ConfigRow] = &[
         message: "configuration key `kafka.partitions`: must be at least 1",
     },
     ConfigRow {
+        class: "webhook_secret too short",
+        edit: ("list_from_base = 0", "list_from_base = 0\nwebhook_secret = \"short-4d1f\""),
+        env: None,
+        exit: 2,
+        message: "configuration key `sources[0].webhook_secret`: must be at least 16 characters",
+    },
+    ConfigRow {
+        class: "webhook_secret not a path segment",
+        edit: (
+            "list_from_base = 0",
+            "list_from_base = 0\nwebhook_secret = \"CONFIG-SECRET-4d1f/0123456789\"",
+        ),
+        env: None,
+        exit: 2,
+        message: "configuration key `sources[0].webhook_secret`: must be at least 16 characters",
+    },
+    ConfigRow {
         class: "bad source value from the environment (by index)",
         edit: ("max_concurrency = 5\n", ""),
         env: Some(("ZOHO_DESK_CDC__SOURCES__0__QUOTA__MAX_CONCURRENCY", "0")),
@@ -1062,6 +1079,25 @@ fn every_bad_config_exits_2_naming_the_key() {
         }
     }
     assert!(failures.is_empty(), "config rows failed:\n{}", failures.join("\n"));
+}
+
+/// A config without `[[sources]]` has nothing to stream: `check` and `run` (which with `initial_only` would
+/// otherwise report every snapshot committed) exit 2 naming `sources`.
+#[test]
+fn no_sources_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, &GOOD[..GOOD.find("[[sources]]").unwrap()]).unwrap();
+    for args in [&["check"][..], &["run", "--snapshot-mode", "initial_only"]] {
+        let out = std::process::Command::new(common::bridge_bin())
+            .args(args)
+            .args(["--config", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("configuration key `sources`: configure at least one"), "{args:?}: {stderr}");
+    }
 }
 
 /// Usage errors (clap) exit 2 as well.

@@ -160,7 +160,8 @@ credentials_file = "none.json"
             .env("RUST_LOG", "debug")
             .output()
             .unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(!text.contains("hunter2"), "{command}: {text}");
         assert!(text.contains("kafka.properties.sasl.pasword"), "{command}: {text}");
         assert_eq!(out.status.code(), Some(want), "{command}: {text}");
