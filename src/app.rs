@@ -44,6 +44,21 @@ pub enum AppError {
     Producer { source_name: String, error: crate::kafka::producer::ProduceError },
 }
 
+impl AppError {
+    /// The process exit code (CONTRACT §2): 2 when the configuration or a missing set-up step (`auth`) is at
+    /// fault, 1 for runtime failures. The wrapped errors are display fields, not `source()`s, so a caller
+    /// walking the error chain cannot see them; hence this.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            AppError::Desk { error, .. } => error.exit_code(),
+            AppError::Config(_) | AppError::NoSecret(_) => 2,
+            AppError::Kafka(crate::kafka::ClientError::Config { .. }) => 2,
+            AppError::Source(SourceError::Config(..)) => 2,
+            _ => 1,
+        }
+    }
+}
+
 struct SourceHandle {
     name: String,
     progress: Arc<SourceProgress>,
@@ -352,5 +367,22 @@ pub async fn run(
             tracing::info!("Stopped cleanly.");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_up_and_config_errors_exit_2_runtime_errors_1() {
+        let desk = |error| AppError::Desk { source_name: "main".into(), error };
+        let not_authorized = ZohoError::NotAuthorized { source_name: "main".into(), path: "c.json".into() };
+        assert_eq!(desk(not_authorized).exit_code(), 2);
+        assert_eq!(desk(ZohoError::RefreshTokenRejected { source_name: "main".into() }).exit_code(), 1);
+        assert_eq!(AppError::NoSecret("main".into()).exit_code(), 2);
+        let kafka = crate::kafka::ClientError::Config { key: "sasl.pasword".into(), message: "x".into() };
+        assert_eq!(AppError::Kafka(kafka).exit_code(), 2);
+        assert_eq!(AppError::Fenced("main".into()).exit_code(), 1);
     }
 }

@@ -93,11 +93,30 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            // Desk errors an operator fixes in the config or by running `auth` again exit 2.
-            let code = e.downcast_ref::<zoho_desk_cdc::zoho::error::ZohoError>().map_or(1, |z| z.exit_code());
-            ExitCode::from(u8::try_from(code).unwrap_or(1))
+            ExitCode::from(u8::try_from(exit_code(&e)).unwrap_or(1))
         }
     }
+}
+
+/// 2 when the configuration or a missing set-up step is at fault anywhere in the error's chain (a config
+/// error may arrive wrapped in context or in another error), else 1.
+fn exit_code(e: &anyhow::Error) -> i32 {
+    use zoho_desk_cdc::{app::AppError, config::ConfigError, kafka::ClientError, zoho::error::ZohoError};
+    e.chain()
+        .find_map(|cause| {
+            if cause.is::<ConfigError>() {
+                Some(2)
+            } else if let Some(z) = cause.downcast_ref::<ZohoError>() {
+                Some(z.exit_code())
+            } else if let Some(a) = cause.downcast_ref::<AppError>() {
+                Some(a.exit_code())
+            } else if let Some(k) = cause.downcast_ref::<ClientError>() {
+                Some(if matches!(k, ClientError::Config { .. }) { 2 } else { 1 })
+            } else {
+                None
+            }
+        })
+        .unwrap_or(1)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

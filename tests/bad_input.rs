@@ -1100,6 +1100,30 @@ fn no_sources_exits_2() {
     }
 }
 
+/// Configuration and set-up errors exit 2 however deep they sit in the error: a `--source` naming no
+/// configured source, and `run` before `auth` (no credentials file yet).
+#[test]
+fn wrapped_config_and_setup_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, GOOD).unwrap();
+    let config = path.to_str().unwrap();
+    for (args, want) in [
+        (&["webhooks", "list", "--source", "typo", "--config", config][..], "no source named \"typo\""),
+        (&["run", "--config", config], "run `zoho-desk-cdc auth"),
+    ] {
+        let mut cmd = std::process::Command::new(common::bridge_bin());
+        cmd.args(args).current_dir(dir.path());
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("ZOHO_DESK_CDC__")) {
+            cmd.env_remove(k);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+}
+
 /// Usage errors (clap) exit 2 as well.
 #[test]
 fn usage_errors_exit_2() {
