@@ -461,10 +461,24 @@ impl TokenManager {
         self.still_valid().is_some()
     }
 
-    /// The error a caller would get now, if the token is known to be unusable.
+    /// The error a caller would get now, if the token is known to be unusable (for `/readyz`): the refresh
+    /// token was rejected, or the last refresh failed (`invalid_client`, `invalid_client_secret`, the accounts
+    /// server down, ...) and no access token is left to fall back on.
     pub fn blocking_error(&self) -> Option<String> {
-        let st = lock(&self.state);
-        if st.rejected { st.last_error.clone() } else { None }
+        blocking_error(&lock(&self.state), Utc::now())
+    }
+}
+
+fn blocking_error(st: &TokenState, now: DateTime<Utc>) -> Option<String> {
+    let no_valid_token = !st.current.as_ref().is_some_and(|t| t.is_valid(now));
+    if st.rejected || (no_valid_token && st.last_error.is_some()) {
+        Some(
+            st.last_error
+                .clone()
+                .unwrap_or_else(|| "the refresh token was rejected; run `auth` again".into()),
+        )
+    } else {
+        None
     }
 }
 
@@ -528,6 +542,58 @@ mod tests {
         assert_eq!(ok.expires_in, Duration::from_secs(5));
         assert_eq!(ok.refresh_token.unwrap().expose(), "1000.r");
         assert!(!format!("{c:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn blocking_when_rejected_or_when_refresh_failed_and_no_token_is_left() {
+        let now = Utc::now();
+        let token = |secs| AccessToken {
+            token: Secret::new("x"),
+            expires_at: now + chrono::Duration::seconds(secs),
+            lifetime: Duration::from_secs(3600),
+        };
+        let failed = Some("invalid_client".to_owned());
+        let st = |current, rejected, last_error: &Option<String>| TokenState {
+            current,
+            rejected,
+            last_error: last_error.clone(),
+            ..TokenState::default()
+        };
+        assert_eq!(blocking_error(&st(None, false, &None), now), None, "never refreshed yet");
+        assert_eq!(blocking_error(&st(Some(token(60)), false, &failed), now), None, "a valid token is left");
+        assert_eq!(
+            blocking_error(&st(Some(token(-1)), false, &failed), now),
+            failed,
+            "expired, refresh failed"
+        );
+        assert_eq!(blocking_error(&st(None, false, &failed), now), failed);
+        assert!(blocking_error(&st(None, true, &None), now).is_some(), "rejected");
+        assert_eq!(
+            blocking_error(&st(Some(token(-1)), false, &None), now),
+            None,
+            "expired, refresh not tried"
+        );
+    }
+
+    /// The accounts server unreachable and no token cached: not ready, with the refresh's error.
+    #[tokio::test]
+    async fn an_unreachable_accounts_server_without_a_token_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let creds = Credentials {
+            refresh_token: Secret::new("1000.r"),
+            org_id: "1".into(),
+            data_center: "com".into(),
+            client_id: "1000.CID".into(),
+            webhook_secret: Secret::default(),
+            access_token: None,
+            created_at: Utc::now(),
+        };
+        let m = TokenManager::new("main", client(), &creds, &dir.path().join("c.json"));
+        assert_eq!(m.blocking_error(), None);
+        assert!(m.access_token().await.is_err());
+        let reason = m.blocking_error().unwrap();
+        assert!(reason.contains("cannot reach"), "{reason}");
+        assert!(!reason.contains("topsecret") && !reason.contains("1000.r"), "{reason}");
     }
 
     #[test]
