@@ -226,12 +226,9 @@ async fn check(settings: Settings) -> anyhow::Result<()> {
     let mut failed = 0;
     let desks = DeskRegistry::new(ClientOptions::default());
     for source in &settings.sources {
-        match zoho_desk_cdc::zoho::auth::check_source(&desks, source).await {
-            Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
-            Err(e) => {
-                failed += 1;
-                println!("desk: FAILED (source {}): {e}", source.name);
-            }
+        for line in zoho_desk_cdc::zoho::auth::check_lines(&desks, source).await {
+            failed += usize::from(line.outcome == zoho_desk_cdc::zoho::auth::CheckOutcome::Failed);
+            println!("{}", line.text);
         }
     }
     match zoho_desk_cdc::kafka::ping(&settings.kafka).await {

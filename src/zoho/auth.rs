@@ -213,6 +213,50 @@ pub async fn check_desk(client: &DeskClient) -> Result<String, ZohoError> {
     ))
 }
 
+/// One line of `check`'s output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckLine {
+    pub outcome: CheckOutcome,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckOutcome {
+    Ok,
+    Failed,
+    /// Not tried because a check it depends on failed (that one is counted).
+    Skipped,
+}
+
+/// The `token:` and `desk:` lines of `check` for one source, each its own pass or failure (CONTRACT §2:
+/// one line per check); the Desk call needs a token, so it is skipped when the token step failed.
+pub async fn check_lines(registry: &DeskRegistry, source: &SourceSettings) -> Vec<CheckLine> {
+    let failed = |what: &str, e: ZohoError| CheckLine {
+        outcome: CheckOutcome::Failed,
+        text: format!("{what}: FAILED (source {}): {e}", source.name),
+    };
+    let token = match registry.client(source) {
+        Ok(client) => check_token(&client).await.map(|line| (client, line)),
+        Err(e) => Err(e),
+    };
+    match token {
+        Ok((client, line)) => {
+            let desk = match check_desk(&client).await {
+                Ok(text) => CheckLine { outcome: CheckOutcome::Ok, text },
+                Err(e) => failed("desk", e),
+            };
+            vec![CheckLine { outcome: CheckOutcome::Ok, text: line }, desk]
+        }
+        Err(e) => vec![
+            failed("token", e),
+            CheckLine {
+                outcome: CheckOutcome::Skipped,
+                text: format!("desk: skipped (source {}: no token)", source.name),
+            },
+        ],
+    }
+}
+
 /// Both `check` lines for one source, from the config alone.
 pub async fn check_source(
     registry: &DeskRegistry,
@@ -220,4 +264,34 @@ pub async fn check_source(
 ) -> Result<Vec<String>, ZohoError> {
     let client = registry.client(source)?;
     Ok(vec![check_token(&client).await?, check_desk(&client).await?])
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn check_prints_a_token_line_and_skips_desk_without_a_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[[sources]]\nname = \"main\"\norg_id = \"1\"\nclient_id = \"1000.C\"\nclient_secret = \"s\"\n\
+             credentials_file = \"{}\"\n",
+            dir.path().join("missing.json").display()
+        );
+        let settings = Settings::from_toml_str(&text).unwrap();
+        let lines = check_lines(&DeskRegistry::new(ClientOptions::default()), &settings.sources[0]).await;
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].outcome == CheckOutcome::Failed
+                && lines[0].text.starts_with("token: FAILED (source main): "),
+            "{lines:?}"
+        );
+        assert!(lines[0].text.contains("run `zoho-desk-cdc auth"), "{lines:?}");
+        assert!(
+            lines[1].outcome == CheckOutcome::Skipped
+                && lines[1].text == "desk: skipped (source main: no token)",
+            "{lines:?}"
+        );
+    }
 }
