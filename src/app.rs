@@ -220,9 +220,11 @@ pub async fn run(
     for s in &settings.sources {
         crate::metrics::init_source(&s.name, &s.selected_modules().unwrap_or_default());
         let desk = desks.client(s).map_err(|error| AppError::Desk { source_name: s.name.clone(), error })?;
+        let progress = Arc::new(SourceProgress::default());
+        progress.add_pending(s.selected_modules().unwrap_or_default().iter().map(|m| m.name()));
         handles.push(Arc::new(SourceHandle {
             name: s.name.clone(),
-            progress: Arc::new(SourceProgress::default()),
+            progress,
             desk,
             error: Mutex::new(None),
         }));

@@ -188,33 +188,7 @@ async fn status(admin: String) -> anyhow::Result<()> {
         .json()
         .await
         .with_context(|| format!("{url} did not answer JSON"))?;
-    println!("SOURCE     MODULE               PHASE         RECORDS   PAGES   DONE%    ETA_S  LAST ERROR");
-    for source in doc["sources"].as_array().into_iter().flatten() {
-        let name = source["name"].as_str().unwrap_or("?");
-        let quota = &source["desk"]["quota"];
-        if let Some(modules) = source["modules"].as_object() {
-            for (module, m) in modules {
-                let opt = |v: &serde_json::Value| v.as_f64().map_or("-".to_owned(), |f| format!("{f:.0}"));
-                println!(
-                    "{:<10} {:<20} {:<10} {:>10} {:>7} {:>7} {:>8}  {}",
-                    name,
-                    module,
-                    m["phase"].as_str().unwrap_or("-"),
-                    m["records"].as_u64().unwrap_or(0),
-                    m["pages"].as_u64().unwrap_or(0),
-                    opt(&m["percent"]),
-                    opt(&m["eta_s"]),
-                    m["last_error"].as_str().unwrap_or("")
-                );
-            }
-        }
-        println!(
-            "{:<10} credits remaining: {}  paused until: {}",
-            name,
-            quota["credits_remaining"],
-            quota["paused_until"].as_str().unwrap_or("-")
-        );
-    }
+    print!("{}", zoho_desk_cdc::pipeline::progress::render_table(&doc));
     Ok(())
 }
 

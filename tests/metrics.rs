@@ -96,6 +96,8 @@ async fn metrics_during_a_snapshot_cover_the_contract() {
         http.get(format!("{admin}/status")).send().await.unwrap().json().await.unwrap();
     let tickets = &status["sources"][0]["modules"]["tickets"];
     assert!(tickets.is_object(), "/status has no tickets progress: {status}");
+    // CONTRACT §4: lag per module (null until a webhook change of the module is committed).
+    assert!(tickets.get("lag_ms").is_some_and(|l| l.is_null() || l.is_i64()), "no lag_ms: {status}");
     let (rc, err) = bridge.terminate(Duration::from_secs(30));
     assert_eq!(rc, 0, "{}", common::tail(&err, 20));
     sim.stop().await.unwrap();

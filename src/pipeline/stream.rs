@@ -194,6 +194,7 @@ impl StreamSource {
             for (module, lag) in lags {
                 metrics::gauge!(MILLISECONDS_BEHIND_SOURCE, "source" => self.name().to_owned(), "module" => module.name())
                     .set(lag.max(0) as f64);
+                self.runtime.progress.update(module.name(), |p| p.lag_ms = Some(lag.max(0)));
             }
         }
         verdict
