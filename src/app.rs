@@ -13,6 +13,7 @@ use crate::zoho::error::ZohoError;
 use crate::zoho::jwks::JwksVerifier;
 use crate::zoho::registry::{DeskRegistry, shared_client_warnings};
 use crate::zoho::subscription;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -40,6 +41,12 @@ pub enum AppError {
     Fenced(String),
     #[error(transparent)]
     Kafka(#[from] crate::kafka::ClientError),
+    #[error("source {source_name}: its task ended abnormally ({message})")]
+    TaskFailed { source_name: String, message: String },
+    #[error(
+        "stopped before every selected module's snapshot was committed (initial_only); run it again to resume from the committed cursors"
+    )]
+    Incomplete,
     #[error("source {source_name}: {error}")]
     Producer { source_name: String, error: crate::kafka::producer::ProduceError },
 }
@@ -204,6 +211,44 @@ async fn register_subscription(stream: Arc<StreamSource>, url: Secret) {
     }
 }
 
+type SourceTaskOutput = (SnapshotMode, Result<bool, SourceError>);
+
+/// Waits for every source's snapshot task. Returns the first failure (a source error, or a task that
+/// panicked or was cancelled) and whether every task reported its modules' snapshots all committed; any
+/// failure cancels `shutdown` so the rest of the bridge stops too.
+async fn join_sources(
+    mut tasks: JoinSet<SourceTaskOutput>,
+    names: &HashMap<tokio::task::Id, String>,
+    shutdown: &CancellationToken,
+) -> (Option<AppError>, bool) {
+    let mut failure = None;
+    let mut all_committed = true;
+    while let Some(joined) = tasks.join_next_with_id().await {
+        match joined {
+            Ok((_, (mode, Ok(all_done)))) => {
+                all_committed &= all_done;
+                if mode != SnapshotMode::InitialOnly && all_done {
+                    tracing::info!("Snapshot committed; streaming webhook changes and reconciling.");
+                }
+            }
+            Ok((_, (_, Err(error)))) => {
+                all_committed = false;
+                tracing::error!(%error, "Source failed; stopping.");
+                failure.get_or_insert(AppError::Source(error));
+                shutdown.cancel();
+            }
+            Err(error) => {
+                all_committed = false;
+                let source_name = names.get(&error.id()).cloned().unwrap_or_else(|| "?".into());
+                tracing::error!(source = %source_name, %error, "Source task ended abnormally; stopping.");
+                failure.get_or_insert(AppError::TaskFailed { source_name, message: error.to_string() });
+                shutdown.cancel();
+            }
+        }
+    }
+    (failure, all_committed)
+}
+
 /// Runs the bridge until `shutdown` fires (or, with `initial_only`, until every snapshot is committed).
 pub async fn run(
     settings: Settings,
@@ -301,11 +346,13 @@ pub async fn run(
     }
 
     let mut tasks = JoinSet::new();
+    let mut names = HashMap::new();
     for (rt, handle) in runtimes.iter().zip(&handles) {
         let mode = snapshot_mode.unwrap_or(rt.settings.snapshot_mode);
         let (rt, handle, shutdown) = (rt.clone(), handle.clone(), shutdown.clone());
         let span = tracing::info_span!("snapshot", source = %rt.name());
-        tasks.spawn(
+        let name = rt.name().to_owned();
+        let task = tasks.spawn(
             async move {
                 let result = rt.run_snapshot(&handle.desk, mode, &shutdown).await;
                 if let Err(e) = &result {
@@ -317,31 +364,21 @@ pub async fn run(
             }
             .instrument(span),
         );
+        names.insert(task.id(), name);
     }
 
-    let mut failure = None;
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok((mode, Ok(all_done))) => {
-                if mode != SnapshotMode::InitialOnly && all_done {
-                    tracing::info!("Snapshot committed; streaming webhook changes and reconciling.");
-                }
-            }
-            Ok((_, Err(error))) => {
-                tracing::error!(%error, "Source failed; stopping.");
-                failure.get_or_insert(AppError::Source(error));
-                shutdown.cancel();
-            }
-            Err(error) => {
-                tracing::error!(%error, "Source task ended abnormally; stopping.");
-                shutdown.cancel();
-            }
+    let (mut failure, all_committed) = join_sources(tasks, &names, &shutdown).await;
+    // The command-line mode overrides every source's, as for the tasks above.
+    let initial_only = snapshot_mode.map_or_else(
+        || settings.sources.iter().all(|s| s.snapshot_mode == SnapshotMode::InitialOnly),
+        |m| m == SnapshotMode::InitialOnly,
+    );
+    // Stopped (SIGTERM, Ctrl-C) before the load finished: exit 0 would tell a job runner it did.
+    let incomplete = initial_only && failure.is_none() && !all_committed;
+    if initial_only && failure.is_none() {
+        if all_committed {
+            tracing::info!("Every selected module's snapshot is committed (initial_only); exiting.");
         }
-    }
-    let initial_only = snapshot_mode == Some(SnapshotMode::InitialOnly)
-        || settings.sources.iter().all(|s| s.snapshot_mode == SnapshotMode::InitialOnly);
-    if initial_only && failure.is_none() && !shutdown.is_cancelled() {
-        tracing::info!("Every selected module's snapshot is committed (initial_only); exiting.");
         shutdown.cancel();
     }
     shutdown.cancelled().await;
@@ -362,6 +399,9 @@ pub async fn run(
     }
     if let Some(reason) = stopped.lock().ok().and_then(|mut f| f.take()) {
         failure.get_or_insert(reason);
+    }
+    if incomplete {
+        failure.get_or_insert(AppError::Incomplete);
     }
     match failure {
         Some(e) => Err(e),
@@ -386,5 +426,44 @@ mod tests {
         let kafka = crate::kafka::ClientError::Config { key: "sasl.pasword".into(), message: "x".into() };
         assert_eq!(AppError::Kafka(kafka).exit_code(), 2);
         assert_eq!(AppError::Fenced("main".into()).exit_code(), 1);
+        assert_eq!(AppError::Incomplete.exit_code(), 1);
+    }
+
+    fn spawn(
+        tasks: &mut JoinSet<SourceTaskOutput>,
+        names: &mut HashMap<tokio::task::Id, String>,
+        name: &str,
+        f: impl std::future::Future<Output = SourceTaskOutput> + Send + 'static,
+    ) {
+        names.insert(tasks.spawn(f).id(), name.to_owned());
+    }
+
+    #[tokio::test]
+    async fn a_panicked_source_task_is_a_failure_and_stops_the_bridge() {
+        let (mut tasks, mut names, shutdown) = (JoinSet::new(), HashMap::new(), CancellationToken::new());
+        spawn(&mut tasks, &mut names, "good", async { (SnapshotMode::Initial, Ok(true)) });
+        spawn(&mut tasks, &mut names, "bad", async { panic!("boom") });
+        let (failure, all_committed) = join_sources(tasks, &names, &shutdown).await;
+        let failure = failure.unwrap();
+        assert!(
+            matches!(&failure, AppError::TaskFailed { source_name, .. } if source_name == "bad"),
+            "{failure}"
+        );
+        assert_eq!(failure.exit_code(), 1);
+        assert!(!all_committed);
+        assert!(shutdown.is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn all_committed_only_when_every_source_reports_it() {
+        let (mut tasks, mut names, shutdown) = (JoinSet::new(), HashMap::new(), CancellationToken::new());
+        spawn(&mut tasks, &mut names, "a", async { (SnapshotMode::InitialOnly, Ok(true)) });
+        spawn(&mut tasks, &mut names, "b", async { (SnapshotMode::InitialOnly, Ok(false)) });
+        let (failure, all_committed) = join_sources(tasks, &names, &shutdown).await;
+        assert!(failure.is_none() && !all_committed && !shutdown.is_cancelled());
+        let (mut tasks, mut names) = (JoinSet::new(), HashMap::new());
+        spawn(&mut tasks, &mut names, "a", async { (SnapshotMode::InitialOnly, Ok(true)) });
+        let (failure, all_committed) = join_sources(tasks, &names, &shutdown).await;
+        assert!(failure.is_none() && all_committed);
     }
 }

@@ -87,3 +87,33 @@ async fn opt_in_child_modules_load_threads_and_comments() {
     assert!(ok, "child modules differ from Desk's state");
     sim.stop().await.unwrap();
 }
+
+/// `initial_only` stopped (SIGTERM) before every snapshot is committed exits 1 saying so: exit 0 would tell
+/// a job runner the load is complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initial_only_stopped_before_the_snapshot_is_committed_exits_1() {
+    let sim = Simulator::start(common::crash_sim_config(3000), "127.0.0.1:0").await.unwrap();
+    let base = sim.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = common::unique("stopped").replace('-', "_");
+    let (wport, aport) = (common::free_port(), common::free_port());
+    let config =
+        common::bridge_config_with(dir.path(), &base, &prefix, "modules = [\"tickets\"]", wport, aport);
+    let config = config.to_str().unwrap().to_owned();
+    common::auth(&base, &config).await;
+    // Every Desk call slow, so the load is surely still running when the signal comes.
+    let fault = serde_json::json!({"kind": "latency", "ratio": 1.0, "duration_s": 60, "latency_ms": 1000});
+    let r = reqwest::Client::new().post(format!("{base}/_sim/faults")).json(&fault).send().await.unwrap();
+    assert!(r.status().is_success());
+    let bridge = common::Bridge::start(&["run", "--config", &config, "--snapshot-mode", "initial_only"]);
+    common::wait_ready(&format!("http://127.0.0.1:{aport}")).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (rc, err) = bridge.terminate(Duration::from_secs(60));
+    assert_eq!(rc, 1, "{}", common::tail(&err, 20));
+    assert!(
+        err.contains("stopped before every selected module's snapshot was committed"),
+        "{}",
+        common::tail(&err, 20)
+    );
+    sim.stop().await.unwrap();
+}
