@@ -110,10 +110,10 @@ fn exit_code(e: &anyhow::Error) -> i32 {
                 Some(z.exit_code())
             } else if let Some(a) = cause.downcast_ref::<AppError>() {
                 Some(a.exit_code())
-            } else if let Some(k) = cause.downcast_ref::<ClientError>() {
-                Some(if matches!(k, ClientError::Config { .. }) { 2 } else { 1 })
             } else {
-                None
+                cause
+                    .downcast_ref::<ClientError>()
+                    .map(|k| if matches!(k, ClientError::Config { .. }) { 2 } else { 1 })
             }
         })
         .unwrap_or(1)

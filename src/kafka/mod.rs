@@ -99,9 +99,10 @@ mod tests {
     use super::*;
 
     fn settings(props: &[(&str, &str)]) -> KafkaSettings {
-        let mut s = KafkaSettings::default();
-        s.properties = props.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        s
+        KafkaSettings {
+            properties: props.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            ..KafkaSettings::default()
+        }
     }
 
     #[test]
