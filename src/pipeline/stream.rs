@@ -4,6 +4,7 @@
 //! concurrency instead of being capped at one transaction per delivery.
 
 use super::DeskPages;
+use super::audience::{Audience, AudienceCheck};
 use super::commit::{CommitError, Ready};
 use super::source::SourceRuntime;
 use crate::avro::encoder::EncodeError;
@@ -17,7 +18,7 @@ use crate::metrics::{
 use crate::secret::Secret;
 use crate::zoho::catalog;
 use crate::zoho::client::DeskClient;
-use crate::zoho::jwks::JwksVerifier;
+use crate::zoho::jwks::{JwksVerifier, JwtError};
 use crate::zoho::webhook::{self, Delivery as Parsed, Hint};
 use futures::future::BoxFuture;
 use std::collections::{HashMap, VecDeque};
@@ -27,6 +28,9 @@ use tokio::sync::oneshot;
 
 /// Events one group transaction takes at most; later deliveries wait for the next one.
 const MAX_GROUP_EVENTS: usize = 5_000;
+
+/// Shortest time between two lists of Desk's subscriptions made to check a token's audience.
+const AUDIENCE_RELIST: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A delivery's changes, encoded, waiting for the next group commit, with where to send its verdict.
 struct Pending {
@@ -40,12 +44,16 @@ pub struct StreamSource {
     pub desk: DeskClient,
     pub producer: Arc<TxProducer>,
     pub secret: Secret,
+    /// The service URL Desk delivers to (it holds the secret): a subscription is ours when its URL is this.
+    service_url: Secret,
     /// `None` when `verify_jwt = false`.
     pub verifier: Option<JwksVerifier>,
     /// The registered subscription's id, once known, so the JWT audience can be checked exactly.
     pub webhook_id: RwLock<Option<String>>,
     /// Whether the subscription id was already looked up (once, on the first signed delivery).
     aud_lookup: AtomicBool,
+    /// Re-reads Desk's subscriptions when a token names another webhook id (a re-created subscription).
+    audience: AudienceCheck,
     /// Deliveries waiting for a commit, in arrival order.
     pending: Mutex<VecDeque<Pending>>,
     /// Held by the delivery whose task commits the next group.
@@ -58,6 +66,7 @@ impl StreamSource {
         desk: DeskClient,
         producer: Arc<TxProducer>,
         secret: Secret,
+        service_url: Secret,
         verifier: Option<JwksVerifier>,
     ) -> Self {
         Self {
@@ -65,9 +74,11 @@ impl StreamSource {
             desk,
             producer,
             secret,
+            service_url,
             verifier,
             webhook_id: RwLock::new(None),
             aud_lookup: AtomicBool::new(false),
+            audience: AudienceCheck::new(AUDIENCE_RELIST),
             pending: Mutex::new(VecDeque::new()),
             leader: tokio::sync::Mutex::new(()),
         }
@@ -82,7 +93,7 @@ impl StreamSource {
         }
         let this = self.clone();
         tokio::spawn(async move {
-            match crate::zoho::subscription::find_ours(&this.desk).await {
+            match crate::zoho::subscription::find_ours(&this.desk, &this.service_url).await {
                 Ok(Some(sub)) => {
                     if let Ok(mut slot) = this.webhook_id.write() {
                         slot.get_or_insert(sub.id);
@@ -123,19 +134,8 @@ impl StreamSource {
                 webhook_rejected(self.name(), "jwt_missing");
                 return Verdict::Unauthorized("missing X-ZDesk-JWT".into());
             };
-            let aud = self.webhook_id.read().ok().and_then(|w| w.clone());
-            let verified = verifier.verify(token, &org, aud.as_deref()).await;
-            if verified.is_ok() {
-                self.learn_subscription_id();
-            }
-            if let Err(e) = verified {
-                webhook_rejected(self.name(), e.reason());
-                // Desk's key set being unreachable is our outage, not a forged request.
-                return if e.status() == 503 {
-                    Verdict::Unavailable(e.to_string())
-                } else {
-                    Verdict::Unauthorized(e.to_string())
-                };
+            if let Err(verdict) = self.check_token(verifier, token, &org).await {
+                return verdict;
             }
         }
         let now = chrono::Utc::now().timestamp_millis();
@@ -197,6 +197,62 @@ impl StreamSource {
             }
         }
         verdict
+    }
+
+    /// Verifies a delivery token. A token for another webhook id than the one known may come from this
+    /// source's subscription re-created meanwhile (a new id): Desk's subscriptions decide, and until they
+    /// say it is foreign the delivery is answered 503 (retry later), never refused for good.
+    async fn check_token(self: &Arc<Self>, verifier: &JwksVerifier, token: &str, org: &str) -> Result<(), Verdict> {
+        let arrived = std::time::Instant::now();
+        let aud = self.webhook_id.read().ok().and_then(|w| w.clone());
+        let error = match verifier.verify(token, org, aud.as_deref()).await {
+            Ok(_) => {
+                self.learn_subscription_id();
+                return Ok(());
+            }
+            Err(error @ JwtError::Audience { .. }) if aud.is_some() => {
+                // Everything but the audience is checked again, so only a token valid otherwise lists.
+                match verifier.verify(token, org, None).await {
+                    Ok(claims) => match self.confirm_audience(&claims.webhook_id, arrived).await {
+                        Audience::Ours => return Ok(()),
+                        Audience::Foreign => error,
+                        Audience::Unknown => {
+                            webhook_rejected(self.name(), error.reason());
+                            return Err(Verdict::Unavailable(format!("{error}; retry later")));
+                        }
+                    },
+                    Err(other) => other,
+                }
+            }
+            Err(error) => error,
+        };
+        webhook_rejected(self.name(), error.reason());
+        // Desk's key set being unreachable is our outage, not a forged request.
+        Err(if error.status() == 503 {
+            Verdict::Unavailable(error.to_string())
+        } else {
+            Verdict::Unauthorized(error.to_string())
+        })
+    }
+
+    /// Whether webhook `id` is a subscription delivering to this service URL; if so, its id is the one
+    /// expected from now on.
+    async fn confirm_audience(&self, id: &str, arrived: std::time::Instant) -> Audience {
+        let list = || async {
+            crate::zoho::subscription::delivering_to(&self.desk, &self.service_url)
+                .await
+                .map(|subs| subs.into_iter().map(|s| s.id).collect::<Vec<_>>())
+        };
+        let audience = self.audience.check(id, arrived, list).await;
+        if audience == Audience::Ours {
+            if let Ok(mut slot) = self.webhook_id.write() {
+                if slot.as_deref() != Some(id) {
+                    tracing::info!(source = self.name(), webhook_id = %id, "Desk delivers from another subscription of this source now (re-created?); its id is the JWT audience expected.");
+                    *slot = Some(id.to_owned());
+                }
+            }
+        }
+        audience
     }
 
     /// Queues `changes`, then commits every queued delivery (up to [`MAX_GROUP_EVENTS`]) once no other
