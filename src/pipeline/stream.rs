@@ -33,9 +33,95 @@ const MAX_GROUP_EVENTS: usize = 5_000;
 const AUDIENCE_RELIST: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A delivery's changes, encoded, waiting for the next group commit, with where to send its verdict.
-struct Pending {
-    changes: Vec<Ready>,
+struct Pending<T> {
+    changes: Vec<T>,
     reply: oneshot::Sender<Verdict>,
+}
+
+/// Deliveries waiting for a commit, and the turn to commit them: whichever waiting delivery takes the
+/// turn commits every queued one (up to a cap of events per transaction) and answers them all.
+struct Groups<T> {
+    /// In arrival order.
+    pending: Mutex<VecDeque<Pending<T>>>,
+    /// Held by the delivery whose task commits the next group.
+    leader: tokio::sync::Mutex<()>,
+    max_events: usize,
+}
+
+impl<T> Groups<T> {
+    fn new(max_events: usize) -> Self {
+        Self { pending: Mutex::new(VecDeque::new()), leader: tokio::sync::Mutex::new(()), max_events }
+    }
+
+    /// Queues a delivery's `changes`, then waits for their verdict, committing groups while its turn.
+    async fn submit<F, Fut>(&self, changes: Vec<T>, commit: F) -> Verdict
+    where
+        F: Fn(Vec<Vec<T>>) -> Fut,
+        Fut: std::future::Future<Output = Verdict>,
+    {
+        match self.enqueue(changes) {
+            Some(verdict) => self.await_or_lead(verdict, commit).await,
+            None => Verdict::Unavailable("commit queue failed".into()),
+        }
+    }
+
+    fn enqueue(&self, changes: Vec<T>) -> Option<oneshot::Receiver<Verdict>> {
+        let (reply, verdict) = oneshot::channel();
+        self.pending.lock().ok()?.push_back(Pending { changes, reply });
+        Some(verdict)
+    }
+
+    /// Waits for whichever comes first: another task's commit carrying this delivery, or the turn to lead.
+    /// Queuing for the turn alone would make every task lead in order, each committing only what arrived
+    /// since the last turn: one delivery per transaction, however many wait.
+    async fn await_or_lead<F, Fut>(&self, mut verdict: oneshot::Receiver<Verdict>, commit: F) -> Verdict
+    where
+        F: Fn(Vec<Vec<T>>) -> Fut,
+        Fut: std::future::Future<Output = Verdict>,
+    {
+        let failed = || Verdict::Unavailable("commit task failed".into());
+        let leader = tokio::select! {
+            biased;
+            done = &mut verdict => return done.unwrap_or_else(|_| failed()),
+            leader = self.leader.lock() => leader,
+        };
+        // The leader commits until its own delivery is answered: a group cut by the cap may leave it queued
+        // behind deliveries that came first, and their tasks, answered, will not lead again; nobody else
+        // would commit it before another delivery arrives.
+        loop {
+            match verdict.try_recv() {
+                Ok(v) => return v,
+                Err(oneshot::error::TryRecvError::Closed) => return failed(),
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            let group = self.take_group();
+            if group.is_empty() {
+                break;
+            }
+            let (changes, replies): (Vec<_>, Vec<_>) = group.into_iter().map(|p| (p.changes, p.reply)).unzip();
+            let outcome = commit(changes).await;
+            for reply in replies {
+                // The delivery's task may be gone (its client hung up); its events are committed either way.
+                let _ = reply.send(outcome.clone());
+            }
+        }
+        drop(leader);
+        verdict.await.unwrap_or_else(|_| failed())
+    }
+
+    fn take_group(&self) -> Vec<Pending<T>> {
+        let Ok(mut queue) = self.pending.lock() else { return Vec::new() };
+        let mut group = Vec::new();
+        let mut events = 0;
+        while let Some(next) = queue.front() {
+            if !group.is_empty() && events + next.changes.len() > self.max_events {
+                break;
+            }
+            events += next.changes.len();
+            group.extend(queue.pop_front());
+        }
+        group
+    }
 }
 
 /// One source's stream.
@@ -54,10 +140,8 @@ pub struct StreamSource {
     aud_lookup: AtomicBool,
     /// Re-reads Desk's subscriptions when a token names another webhook id (a re-created subscription).
     audience: AudienceCheck,
-    /// Deliveries waiting for a commit, in arrival order.
-    pending: Mutex<VecDeque<Pending>>,
-    /// Held by the delivery whose task commits the next group.
-    leader: tokio::sync::Mutex<()>,
+    /// Deliveries waiting for a commit.
+    groups: Groups<Ready>,
 }
 
 impl StreamSource {
@@ -79,8 +163,7 @@ impl StreamSource {
             webhook_id: RwLock::new(None),
             aud_lookup: AtomicBool::new(false),
             audience: AudienceCheck::new(AUDIENCE_RELIST),
-            pending: Mutex::new(VecDeque::new()),
-            leader: tokio::sync::Mutex::new(()),
+            groups: Groups::new(MAX_GROUP_EVENTS),
         }
     }
 
@@ -258,47 +341,14 @@ impl StreamSource {
     /// Queues `changes`, then commits every queued delivery (up to [`MAX_GROUP_EVENTS`]) once no other
     /// commit runs. A delivery another task already committed finds its verdict waiting.
     async fn group_commit(self: Arc<Self>, changes: Vec<Ready>) -> Verdict {
-        let (reply, verdict) = oneshot::channel();
-        match self.pending.lock() {
-            Ok(mut queue) => queue.push_back(Pending { changes, reply }),
-            Err(_) => return Verdict::Unavailable("commit queue failed".into()),
-        }
-        let mut verdict = verdict;
-        // Wait for whichever comes first: another task's commit carrying this delivery, or the turn to lead.
-        // Queuing for the turn alone would make every task lead in order, each committing only what arrived
-        // since the last turn: one delivery per transaction, however many wait.
-        let leader = tokio::select! {
-            biased;
-            done = &mut verdict => return done.unwrap_or_else(|_| Verdict::Unavailable("commit task failed".into())),
-            leader = self.leader.lock() => leader,
-        };
-        let group = self.take_group();
-        if !group.is_empty() {
-            self.commit_group(group).await;
-        }
-        drop(leader);
-        verdict.await.unwrap_or_else(|_| Verdict::Unavailable("commit task failed".into()))
+        self.groups.submit(changes, |group| self.commit_group(group)).await
     }
 
-    fn take_group(&self) -> Vec<Pending> {
-        let Ok(mut queue) = self.pending.lock() else { return Vec::new() };
-        let mut group = Vec::new();
-        let mut events = 0;
-        while let Some(next) = queue.front() {
-            if !group.is_empty() && events + next.changes.len() > MAX_GROUP_EVENTS {
-                break;
-            }
-            events += next.changes.len();
-            group.extend(queue.pop_front());
-        }
-        group
-    }
-
-    async fn commit_group(&self, group: Vec<Pending>) {
+    async fn commit_group(&self, group: Vec<Vec<Ready>>) -> Verdict {
         metrics::histogram!(WEBHOOK_GROUP_DELIVERIES, "source" => self.name().to_owned())
             .record(group.len() as f64);
-        let (changes, replies): (Vec<_>, Vec<_>) = group.into_iter().map(|p| (p.changes, p.reply)).unzip();
-        let verdict = match self.runtime.writer.commit_ready(&self.producer, changes, Vec::new()).await {
+        let deliveries = group.len();
+        match self.runtime.writer.commit_ready(&self.producer, group, Vec::new()).await {
             Ok(_) => Verdict::Accepted,
             Err(CommitError::Produce(ProduceError::Fenced(id))) => {
                 tracing::error!(source = self.name(), transactional_id = %id, "Another bridge instance took over this source's stream; refusing deliveries.");
@@ -308,14 +358,9 @@ impl StreamSource {
             // like an encoding error before the lock all the same.
             Err(CommitError::Encode(error)) => self.encode_verdict(error),
             Err(error) => {
-                tracing::warn!(source = self.name(), %error, deliveries = replies.len(), "Webhook deliveries not committed; answering 503.");
+                tracing::warn!(source = self.name(), %error, deliveries, "Webhook deliveries not committed; answering 503.");
                 Verdict::Unavailable("Kafka unavailable".into())
             }
-        };
-        let verdicts = vec![verdict; replies.len()];
-        for (reply, verdict) in replies.into_iter().zip(verdicts) {
-            // The delivery's task may be gone (its client hung up); its events are committed either way.
-            let _ = reply.send(verdict);
         }
     }
 
@@ -406,5 +451,47 @@ impl DeliveryHandler for StreamHandler {
 
     fn accepting(&self) -> bool {
         self.accepting.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A fake writer: records each group it commits.
+    fn recorder(log: &Mutex<Vec<Vec<u32>>>) -> impl Fn(Vec<Vec<u32>>) -> std::future::Ready<Verdict> + '_ {
+        move |group| {
+            if let Ok(mut l) = log.lock() {
+                l.push(group.into_iter().flatten().collect());
+            }
+            std::future::ready(Verdict::Accepted)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_leader_whose_delivery_the_cap_left_queued_commits_it_too() {
+        let groups: Groups<u32> = Groups::new(3);
+        let log = Mutex::new(Vec::new());
+        // A queues first but is not polled yet; L queues and takes the turn. The cap fits only A.
+        let a = groups.enqueue(vec![1, 1, 1]).unwrap();
+        let l = groups.enqueue(vec![2, 2]).unwrap();
+        let verdict = tokio::time::timeout(Duration::from_secs(5), groups.await_or_lead(l, recorder(&log)))
+            .await
+            .expect("the leader waited for a verdict nobody would give");
+        assert_eq!(verdict, Verdict::Accepted);
+        assert_eq!(a.await.unwrap(), Verdict::Accepted);
+        assert_eq!(*log.lock().unwrap(), vec![vec![1, 1, 1], vec![2, 2]]);
+    }
+
+    #[tokio::test]
+    async fn deliveries_waiting_together_share_one_commit() {
+        let groups: Groups<u32> = Groups::new(10);
+        let log = Mutex::new(Vec::new());
+        let a = groups.enqueue(vec![1]).unwrap();
+        let b = groups.enqueue(vec![2]).unwrap();
+        assert_eq!(groups.await_or_lead(b, recorder(&log)).await, Verdict::Accepted);
+        assert_eq!(groups.await_or_lead(a, recorder(&log)).await, Verdict::Accepted);
+        assert_eq!(*log.lock().unwrap(), vec![vec![1, 2]]);
     }
 }
