@@ -9,7 +9,7 @@ use super::commit::{CommitError, Ready};
 use super::source::SourceRuntime;
 use crate::avro::encoder::EncodeError;
 use crate::change::ChangeEvent;
-use crate::http::webhook::{Delivery, DeliveryHandler, Verdict};
+use crate::http::webhook::{Delivery, DeliveryHandler, InFlight, Verdict};
 use crate::kafka::producer::{ProduceError, TxProducer};
 use crate::metrics::{
     MILLISECONDS_BEHIND_SOURCE, WEBHOOK_EVENTS_TOTAL, WEBHOOK_GROUP_DELIVERIES, tally,
@@ -269,7 +269,9 @@ impl StreamSource {
         };
         // Commit in its own task: if the HTTP deadline passes, the transaction still finishes (or aborts)
         // cleanly instead of being cut off half-way, and the deliveries grouped with this one get answered.
-        let verdict = match tokio::spawn(self.clone().group_commit(changes)).await {
+        // The delivery's room in the in-flight budget goes with its queued changes, not with the answer.
+        let hold = delivery.hold;
+        let verdict = match tokio::spawn(self.clone().group_commit(changes, hold)).await {
             Ok(v) => v,
             Err(_) => Verdict::Unavailable("commit task failed".into()),
         };
@@ -340,8 +342,10 @@ impl StreamSource {
 
     /// Queues `changes`, then commits every queued delivery (up to [`MAX_GROUP_EVENTS`]) once no other
     /// commit runs. A delivery another task already committed finds its verdict waiting.
-    async fn group_commit(self: Arc<Self>, changes: Vec<Ready>) -> Verdict {
-        self.groups.submit(changes, |group| self.commit_group(group)).await
+    async fn group_commit(self: Arc<Self>, changes: Vec<Ready>, hold: InFlight) -> Verdict {
+        let verdict = self.groups.submit(changes, |group| self.commit_group(group)).await;
+        drop(hold);
+        verdict
     }
 
     async fn commit_group(&self, group: Vec<Vec<Ready>>) -> Verdict {
