@@ -91,10 +91,8 @@ pub enum Verdict {
     Accepted,
     /// Malformed body: 400.
     Malformed(String),
-    /// Bad or missing JWT: 401.
+    /// Bad or missing JWT, or a delivery for another org: 401.
     Unauthorized(String),
-    /// A delivery for another org: 403.
-    Forbidden(String),
     /// Kafka unavailable or the commit would miss the deadline: 503.
     Unavailable(String),
 }
@@ -277,7 +275,6 @@ async fn answer(state: &AppState, source: &str, secret: &str, request: Request) 
         Ok(Verdict::Accepted) => (StatusCode::OK, "ok\n".into()),
         Ok(Verdict::Malformed(m)) => (StatusCode::BAD_REQUEST, format!("{m}\n")),
         Ok(Verdict::Unauthorized(m)) => (StatusCode::UNAUTHORIZED, format!("{m}\n")),
-        Ok(Verdict::Forbidden(m)) => (StatusCode::FORBIDDEN, format!("{m}\n")),
         Ok(Verdict::Unavailable(m)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{m}\n")),
     }
 }

@@ -203,8 +203,8 @@ impl StreamSource {
             Ok(p) => p,
             Err(e) => {
                 webhook_rejected(self.name(), e.reason());
-                return if e.status() == 403 {
-                    Verdict::Forbidden(e.to_string())
+                return if e.status() == 401 {
+                    Verdict::Unauthorized(e.to_string())
                 } else {
                     Verdict::Malformed(e.to_string())
                 };
