@@ -170,7 +170,8 @@ async fn stream_source(
         None
     };
     let producer = runtime.stream_producer.clone();
-    let service_url = Secret::new(crate::zoho::auth::service_url(public_url, &runtime.settings.name, &secret));
+    let service_url =
+        Secret::new(crate::zoho::auth::service_url(public_url, &runtime.settings.name, &secret));
     Ok(StreamSource::new(runtime, desk, producer, secret, service_url, verifier))
 }
 
@@ -231,7 +232,8 @@ pub async fn run(
     // The service URL is up before the snapshot starts, so nothing that changes meanwhile is missed.
     let mut streams = Vec::new();
     for (rt, handle) in runtimes.iter().zip(&handles) {
-        streams.push(Arc::new(stream_source(rt.clone(), handle.desk.clone(), &settings.http.public_url).await?));
+        streams
+            .push(Arc::new(stream_source(rt.clone(), handle.desk.clone(), &settings.http.public_url).await?));
     }
     let stream_handler = Arc::new(StreamHandler::new(streams));
     let webhook_listener = webhook::bind(settings.http.webhook_listen).await?;

@@ -577,7 +577,6 @@ impl Lane {
             },
         }
     }
-
 }
 
 /// Waits (briefly) until librdkafka counts nothing in flight. rdkafka's `commit_transaction` flushes first,

@@ -98,7 +98,8 @@ impl<T> Groups<T> {
             if group.is_empty() {
                 break;
             }
-            let (changes, replies): (Vec<_>, Vec<_>) = group.into_iter().map(|p| (p.changes, p.reply)).unzip();
+            let (changes, replies): (Vec<_>, Vec<_>) =
+                group.into_iter().map(|p| (p.changes, p.reply)).unzip();
             let outcome = commit(changes).await;
             for reply in replies {
                 // The delivery's task may be gone (its client hung up); its events are committed either way.
@@ -287,7 +288,12 @@ impl StreamSource {
     /// Verifies a delivery token. A token for another webhook id than the one known may come from this
     /// source's subscription re-created meanwhile (a new id): Desk's subscriptions decide, and until they
     /// say it is foreign the delivery is answered 503 (retry later), never refused for good.
-    async fn check_token(self: &Arc<Self>, verifier: &JwksVerifier, token: &str, org: &str) -> Result<(), Verdict> {
+    async fn check_token(
+        self: &Arc<Self>,
+        verifier: &JwksVerifier,
+        token: &str,
+        org: &str,
+    ) -> Result<(), Verdict> {
         let arrived = std::time::Instant::now();
         let aud = self.webhook_id.read().ok().and_then(|w| w.clone());
         let error = match verifier.verify(token, org, aud.as_deref()).await {
@@ -460,6 +466,7 @@ impl DeliveryHandler for StreamHandler {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use std::time::Duration;
 
