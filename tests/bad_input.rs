@@ -425,15 +425,13 @@ fn webhook_rows(
             "jwt_missing_kid",
             21,
         ),
-        // An unknown kid may be a key Desk rotated in since the last fetch: retry later, not refused.
-        Row {
-            jwt: Some(steering),
-            ..row(
-                "JWT with jku/x5u/x5c/jwk pointing elsewhere",
-                ticket_add(&rid(22)),
-                refused(503, "not in Desk's JWKS", "jwt_unknown_kid"),
-            )
-        },
+        jwt_row(
+            "JWT with jku/x5u/x5c/jwk pointing elsewhere",
+            Some(steering),
+            "not in Desk's JWKS",
+            "jwt_unknown_kid",
+            22,
+        ),
         jwt_row(
             "JWT with jku/x5u under Desk's kid, forged",
             Some(steering_desk_kid),

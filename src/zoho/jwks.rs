@@ -30,7 +30,7 @@ pub enum JwtError {
     Algorithm(String),
     #[error("the X-ZDesk-JWT header names no key id (kid)")]
     MissingKid,
-    #[error("the X-ZDesk-JWT key id is not in Desk's JWKS (as last fetched; retry later)")]
+    #[error("the X-ZDesk-JWT key id is not in Desk's JWKS")]
     UnknownKid,
     #[error("the X-ZDesk-JWT signature does not verify")]
     BadSignature,
@@ -50,13 +50,10 @@ pub enum JwtError {
 
 impl JwtError {
     /// The HTTP status the service URL answers: 401 for a token that is not Desk's, 503 when the bridge
-    /// could not check it — neither makes Desk drop the subscription. An unknown `kid` is one the bridge
-    /// cannot check: it is only ever reported with the JWKS just fetched or its refetch rate-limited, and
-    /// a key Desk rotated in meanwhile is not in it yet, so a genuine delivery is not acknowledged as
-    /// refused for good.
+    /// could not check it (Desk's key set unreachable) — neither makes Desk drop the subscription.
     pub fn status(&self) -> u16 {
         match self {
-            JwtError::JwksUnavailable { .. } | JwtError::UnknownKid => 503,
+            JwtError::JwksUnavailable { .. } => 503,
             _ => 401,
         }
     }
@@ -379,18 +376,8 @@ fn algorithm_of(token: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-
-    #[test]
-    fn an_unknown_kid_is_retry_later_and_other_failures_are_refusals() {
-        assert_eq!(JwtError::UnknownKid.status(), 503);
-        assert_eq!(JwtError::UnknownKid.reason(), "jwt_unknown_kid");
-        assert_eq!(JwtError::BadSignature.status(), 401);
-        assert_eq!(JwtError::Audience { expected: "webhookId:1".into() }.status(), 401);
-        assert_eq!(JwtError::Expired.status(), 401);
-    }
 
     #[test]
     fn jwks_parsing_skips_unusable_keys() {
