@@ -175,7 +175,11 @@ async fn watch_kafka(
 }
 
 /// The stream side of one source: its producer, webhook secret and JWT verifier.
-async fn stream_source(runtime: Arc<SourceRuntime>, desk: DeskClient) -> Result<StreamSource, AppError> {
+async fn stream_source(
+    runtime: Arc<SourceRuntime>,
+    desk: DeskClient,
+    public_url: &str,
+) -> Result<StreamSource, AppError> {
     let settings = &runtime.settings;
     let name = settings.name.clone();
     let desk_err = |error: ZohoError| AppError::Desk { source_name: name.clone(), error };
@@ -191,7 +195,9 @@ async fn stream_source(runtime: Arc<SourceRuntime>, desk: DeskClient) -> Result<
         None
     };
     let producer = runtime.stream_producer.clone();
-    Ok(StreamSource::new(runtime, desk, producer, secret, verifier))
+    let service_url =
+        Secret::new(crate::zoho::auth::service_url(public_url, &runtime.settings.name, &secret));
+    Ok(StreamSource::new(runtime, desk, producer, secret, service_url, verifier))
 }
 
 /// Creates or updates the source's Desk webhook subscription (Desk validates the URL with a GET, so the
@@ -292,7 +298,8 @@ pub async fn run(
     // The service URL is up before the snapshot starts, so nothing that changes meanwhile is missed.
     let mut streams = Vec::new();
     for (rt, handle) in runtimes.iter().zip(&handles) {
-        streams.push(Arc::new(stream_source(rt.clone(), handle.desk.clone()).await?));
+        streams
+            .push(Arc::new(stream_source(rt.clone(), handle.desk.clone(), &settings.http.public_url).await?));
     }
     let stream_handler = Arc::new(StreamHandler::new(streams));
     let webhook_listener = webhook::bind(settings.http.webhook_listen).await?;

@@ -285,7 +285,7 @@ fn webhook_rows(
         row(
             "event of another org",
             body(ev(json!({"orgId": "70000000009"}))),
-            refused(403, "webhook event for org 70000000009", "org_mismatch"),
+            refused(401, "webhook event for org 70000000009", "org_mismatch"),
         ),
         row(
             "payload that cannot convert to Avro (prevState.id an object)",

@@ -39,7 +39,7 @@ async fn register_twice_is_one_subscription_and_a_new_url_is_patched() {
     let dbg = format!("{first:?}");
     assert!(!dbg.contains(SECRET), "{dbg}");
 
-    let found = subscription::find_ours(&env.client).await.unwrap().unwrap();
+    let found = subscription::find_ours(&env.client, &rx.service_url(SECRET)).await.unwrap().unwrap();
     assert_eq!(found.id, sub.id);
 
     let again = register(&env.client, &rx.service_url(SECRET), &name).await.unwrap();
@@ -56,6 +56,10 @@ async fn register_twice_is_one_subscription_and_a_new_url_is_patched() {
     assert_eq!(moved.subscription.url.expose(), rx.service_url(new_secret).expose());
     assert_eq!(rx.validation_gets(), 2);
     assert_eq!(env.webhook_count().await, 1);
+    // Found by its exact URL: the old secret's URL no longer names it.
+    let found = subscription::find_ours(&env.client, &rx.service_url(new_secret)).await.unwrap().unwrap();
+    assert_eq!(found.id, sub.id);
+    assert!(subscription::find_ours(&env.client, &rx.service_url(SECRET)).await.unwrap().is_none());
 
     // Deliveries now go to the new URL.
     env.mutate("contacts", "update", 1).await;
@@ -109,7 +113,7 @@ async fn drifted_subscriptions_are_repaired_and_duplicates_removed() {
     assert_eq!(left.len(), 1);
     assert!(!left[0].ours && left[0].name.as_deref() == Some("someone else"));
     assert!(subscription::delete(&env.client).await.unwrap().is_empty());
-    assert!(subscription::find_ours(&env.client).await.unwrap().is_none());
+    assert!(subscription::find_ours(&env.client, &rx.service_url(SECRET)).await.unwrap().is_none());
 }
 
 #[tokio::test]

@@ -79,6 +79,9 @@ pub struct Delivery {
     pub body: Bytes,
     /// The `X-ZDesk-JWT` header, if any.
     pub jwt: Option<String>,
+    /// The delivery's share of the in-flight budget. The answer can go (503 at the deadline) while work for
+    /// the delivery is still queued: the handler keeps this with that work, so the budget bounds it too.
+    pub hold: InFlight,
 }
 
 /// The handler's verdict, mapped to HTTP.
@@ -88,10 +91,8 @@ pub enum Verdict {
     Accepted,
     /// Malformed body: 400.
     Malformed(String),
-    /// Bad or missing JWT: 401.
+    /// Bad or missing JWT, or a delivery for another org: 401.
     Unauthorized(String),
-    /// A delivery for another org: 403.
-    Forbidden(String),
     /// Kafka unavailable or the commit would miss the deadline: 503.
     Unavailable(String),
 }
@@ -128,7 +129,7 @@ impl Intake {
     }
 
     /// Room for a body of `bytes`, or `None` when too much is in flight.
-    fn admit(&self, bytes: usize) -> Option<InFlight> {
+    pub(crate) fn admit(&self, bytes: usize) -> Option<InFlight> {
         let kib = bytes.div_ceil(1024).clamp(1, MAX_BODY_BYTES / 1024);
         let permit = self.kib.clone().try_acquire_many_owned(u32::try_from(kib).ok()?).ok()?;
         metrics::gauge!(WEBHOOK_INFLIGHT_BYTES).increment((kib * 1024) as f64);
@@ -136,9 +137,16 @@ impl Intake {
     }
 }
 
-struct InFlight {
+/// Room taken in the in-flight budget, given back when dropped.
+pub struct InFlight {
     _permit: OwnedSemaphorePermit,
     bytes: usize,
+}
+
+impl std::fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InFlight").field("bytes", &self.bytes).finish()
+    }
 }
 
 impl Drop for InFlight {
@@ -242,7 +250,7 @@ async fn answer(state: &AppState, source: &str, secret: &str, request: Request) 
         discard(request.into_body()).await;
         return (StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than {MAX_BODY_BYTES} bytes\n"));
     }
-    let Some(_in_flight) = state.intake.admit(declared.unwrap_or(MAX_BODY_BYTES)) else {
+    let Some(hold) = state.intake.admit(declared.unwrap_or(MAX_BODY_BYTES)) else {
         webhook_rejected(&label, "overloaded");
         discard(request.into_body()).await;
         return (StatusCode::SERVICE_UNAVAILABLE, "too many deliveries in flight; retry later\n".into());
@@ -258,7 +266,7 @@ async fn answer(state: &AppState, source: &str, secret: &str, request: Request) 
             return (status, format!("{}\n", rejection.body_text()));
         }
     };
-    let work = state.handler.handle(source.to_owned(), Delivery { body, jwt });
+    let work = state.handler.handle(source.to_owned(), Delivery { body, jwt, hold });
     match tokio::time::timeout(DEADLINE, work).await {
         Err(_) => {
             webhook_rejected(&label, "timeout");
@@ -267,7 +275,6 @@ async fn answer(state: &AppState, source: &str, secret: &str, request: Request) 
         Ok(Verdict::Accepted) => (StatusCode::OK, "ok\n".into()),
         Ok(Verdict::Malformed(m)) => (StatusCode::BAD_REQUEST, format!("{m}\n")),
         Ok(Verdict::Unauthorized(m)) => (StatusCode::UNAUTHORIZED, format!("{m}\n")),
-        Ok(Verdict::Forbidden(m)) => (StatusCode::FORBIDDEN, format!("{m}\n")),
         Ok(Verdict::Unavailable(m)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{m}\n")),
     }
 }
@@ -285,4 +292,75 @@ pub async fn serve(
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .map_err(WebhookServerError::Serve)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// A handler whose work for a delivery outlives its answer (as a commit queued behind a stuck one
+    /// does) until `release`.
+    struct Lingering {
+        release: Arc<tokio::sync::Notify>,
+    }
+
+    impl DeliveryHandler for Lingering {
+        fn authorised(&self, _: &str, _: &str) -> bool {
+            true
+        }
+
+        fn knows(&self, _: &str) -> bool {
+            true
+        }
+
+        fn handle(&self, _: String, delivery: Delivery) -> BoxFuture<'static, Verdict> {
+            let release = self.release.clone();
+            Box::pin(async move {
+                tokio::spawn(async move {
+                    let _hold = delivery.hold;
+                    release.notified().await;
+                });
+                Verdict::Unavailable("queued".into())
+            })
+        }
+
+        fn accepting(&self) -> bool {
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn work_queued_past_the_answer_keeps_its_room_in_the_budget() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let app = router(Arc::new(Lingering { release: release.clone() }), MAX_BODY_BYTES);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/webhooks/zoho/main/s", listener.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, app, stop.clone()));
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+        let post = |body: Vec<u8>| http.post(&url).body(body).send();
+
+        // The whole budget: answered, its work still queued.
+        let first = post(vec![b' '; MAX_BODY_BYTES]).await.unwrap();
+        assert_eq!((first.status().as_u16(), first.text().await.unwrap()), (503, "queued\n".into()));
+        let second = post(b"[]".to_vec()).await.unwrap();
+        assert_eq!(second.status().as_u16(), 503);
+        assert!(second.text().await.unwrap().contains("too many deliveries in flight"));
+
+        // Once the work is done its room is free again.
+        release.notify_one();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let r = post(b"[]".to_vec()).await.unwrap();
+            if r.text().await.unwrap() == "queued\n" {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the budget was never given back");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.cancel();
+        release.notify_waiters();
+        let _ = server.await;
+    }
 }

@@ -439,33 +439,93 @@ impl Lane {
         }
         let acks = Acks::new();
         if let Err(e) = self.send_all(&records, &acks).await {
-            if self.is_transactional() {
-                self.abort().await;
-            }
-            return Err(self.classify(e));
+            return self.fail(e).await;
         }
         if let Err(e) = acks.all(self.reports_max).await {
-            if self.is_transactional() {
-                self.abort().await;
-            }
-            return Err(self.classify(e));
+            return self.fail(e).await;
         }
         if self.is_transactional() {
-            let p = self.producer.shared();
-            let committed = tokio::task::spawn_blocking(move || {
-                settle(&p);
-                p.commit_transaction(TXN_TIMEOUT)
-            })
-            .await
-            .map_err(|_| ProduceError::Join)?;
-            if let Err(e) = committed {
-                if !is_fatal(&e) {
-                    self.abort().await;
-                }
-                return Err(self.classify(e));
-            }
+            return self.commit().await;
         }
         Ok(())
+    }
+
+    /// Fails a write with `e`: aborts its transaction, if any, so the lane can begin the next one.
+    async fn fail(&self, e: KafkaError) -> Result<(), ProduceError> {
+        if !self.is_transactional() {
+            return Err(self.classify(e));
+        }
+        match self.call(Call::Abort).await? {
+            Ok(()) => Err(self.classify(e)),
+            Err(aborting) => self.recover(Call::Abort, aborting, Some(e)).await,
+        }
+    }
+
+    /// Commits the write's transaction, or failing that leaves the lane ready for the next one.
+    async fn commit(&self) -> Result<(), ProduceError> {
+        match self.call(Call::Commit).await? {
+            Ok(()) => Ok(()),
+            Err(e) => self.recover(Call::Commit, e, None).await,
+        }
+    }
+
+    async fn call(&self, call: Call) -> Result<Result<(), KafkaError>, ProduceError> {
+        let p = self.producer.shared();
+        tokio::task::spawn_blocking(move || match call {
+            Call::Commit => {
+                settle(&p);
+                p.commit_transaction(TXN_TIMEOUT)
+            }
+            Call::Abort => p.abort_transaction(TXN_TIMEOUT),
+        })
+        .await
+        .map_err(|_| ProduceError::Join)
+    }
+
+    /// Brings the lane back to a clean state after `call` failed with `error` (`cause`: why the write was
+    /// being aborted). librdkafka keeps a commit or abort that failed with a retriable error (a timeout) as
+    /// the pending call and refuses every other transactional call (`__CONFLICT`) until that one is called
+    /// again and finishes. A lane left so would fail each of its writes for good, so what cannot be
+    /// finished within the retries is fatal: the process stops and a restart starts afresh. A commit that
+    /// finishes on a retry is a committed write.
+    async fn recover(
+        &self,
+        mut call: Call,
+        mut error: KafkaError,
+        mut cause: Option<KafkaError>,
+    ) -> Result<(), ProduceError> {
+        let mut retries = TXN_RETRIES;
+        loop {
+            let step = next_step(call, Outcome::of(&error), retries);
+            tracing::warn!(%error, ?call, ?step, "A Kafka transaction call failed.");
+            let next = match step {
+                Step::Fatal => {
+                    return Err(match self.classify(error.clone()) {
+                        ProduceError::Unavailable(_) => ProduceError::Fatal(format!(
+                            "the transaction could neither be committed nor aborted: {error}"
+                        )),
+                        other => other,
+                    });
+                }
+                Step::Commit => Call::Commit,
+                Step::Abort => Call::Abort,
+            };
+            if next == call {
+                retries = retries.saturating_sub(1);
+            } else {
+                // An abort after a failed commit: the commit's error is why, and the abort gets its own retries.
+                cause = cause.or(Some(error));
+                retries = TXN_RETRIES;
+            }
+            call = next;
+            match (self.call(call).await?, call) {
+                (Ok(()), Call::Commit) => return Ok(()),
+                (Ok(()), Call::Abort) => {
+                    return Err(self.classify(cause.unwrap_or(KafkaError::Canceled)));
+                }
+                (Err(e), _) => error = e,
+            }
+        }
     }
 
     /// Hands every record to librdkafka, waiting for room when its local queue is full. Each one sent is
@@ -517,15 +577,6 @@ impl Lane {
             },
         }
     }
-
-    async fn abort(&self) {
-        let p = self.producer.shared();
-        match tokio::task::spawn_blocking(move || p.abort_transaction(TXN_TIMEOUT)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "Aborting the Kafka transaction failed."),
-            Err(error) => tracing::warn!(%error, "Aborting the Kafka transaction panicked."),
-        }
-    }
 }
 
 /// Waits (briefly) until librdkafka counts nothing in flight. rdkafka's `commit_transaction` flushes first,
@@ -542,8 +593,64 @@ fn settle(producer: &BaseProducer<StatsContext>) {
 /// Past this, the commit's own flush takes over (something other than a delivery report is queued).
 const SETTLE_MAX: Duration = Duration::from_millis(20);
 
-fn is_fatal(e: &KafkaError) -> bool {
-    matches!(e, KafkaError::Transaction(t) if t.is_fatal())
+/// How many more times a commit or an abort that failed with a retriable error is called (each waiting up
+/// to [`TXN_TIMEOUT`]) before the lane is given up.
+const TXN_RETRIES: u32 = 3;
+
+/// A transactional call that must finish before the lane can begin another transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Commit,
+    Abort,
+}
+
+/// What a failed transactional call means for the lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Still under way in librdkafka (a timeout): only the same call may follow.
+    Retriable,
+    /// The transaction must be aborted.
+    Abortable,
+    /// The producer is unusable.
+    Fatal,
+    /// Failed for good; librdkafka no longer counts the call as pending.
+    Other,
+}
+
+impl Outcome {
+    fn of(e: &KafkaError) -> Self {
+        match e {
+            KafkaError::Transaction(t) if t.is_fatal() => Self::Fatal,
+            KafkaError::Transaction(t) if t.txn_requires_abort() => Self::Abortable,
+            KafkaError::Transaction(t) if t.is_retriable() => Self::Retriable,
+            // rdkafka's own flush before librdkafka's commit timed out: committing again is a fresh try.
+            KafkaError::Flush(_) => Self::Retriable,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// The next call after `call` failed with `outcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Commit,
+    Abort,
+    /// The lane cannot be brought back to a clean state.
+    Fatal,
+}
+
+/// What follows a failed commit or abort, with `retries` calls of the same kind left: a retriable failure
+/// is resumed by the same call (librdkafka allows nothing else), an abortable or otherwise failed commit is
+/// aborted, and an abort that cannot finish gives the lane up.
+fn next_step(call: Call, outcome: Outcome, retries: u32) -> Step {
+    match (call, outcome) {
+        (_, Outcome::Fatal) => Step::Fatal,
+        (Call::Commit, Outcome::Retriable) if retries > 0 => Step::Commit,
+        (Call::Commit, Outcome::Retriable) => Step::Fatal,
+        (Call::Commit, Outcome::Abortable | Outcome::Other) => Step::Abort,
+        (Call::Abort, Outcome::Retriable | Outcome::Abortable) if retries > 0 => Step::Abort,
+        (Call::Abort, _) => Step::Fatal,
+    }
 }
 
 #[cfg(test)]
@@ -564,6 +671,31 @@ mod tests {
         assert_eq!(cfg.get("message.timeout.ms"), Some(MESSAGE_TIMEOUT_MS_DEFAULT));
         assert_eq!(reports_max, Duration::from_secs(30) + REPORTS_SLACK);
         assert_eq!((cfg.get("acks"), cfg.get("transactional.id")), (Some("all"), Some("t")));
+    }
+
+    #[test]
+    fn a_commit_that_timed_out_is_resumed_never_aborted_while_pending() {
+        // librdkafka refuses an abort (`__CONFLICT`) while a timed-out commit is pending.
+        assert_eq!(next_step(Call::Commit, Outcome::Retriable, 2), Step::Commit);
+        assert_eq!(next_step(Call::Commit, Outcome::Retriable, 0), Step::Fatal);
+        assert_eq!(next_step(Call::Commit, Outcome::Abortable, 2), Step::Abort);
+        assert_eq!(next_step(Call::Commit, Outcome::Other, 0), Step::Abort);
+        assert_eq!(next_step(Call::Commit, Outcome::Fatal, 2), Step::Fatal);
+    }
+
+    #[test]
+    fn an_abort_is_retried_until_done_or_the_lane_is_given_up() {
+        assert_eq!(next_step(Call::Abort, Outcome::Retriable, 1), Step::Abort);
+        assert_eq!(next_step(Call::Abort, Outcome::Retriable, 0), Step::Fatal);
+        assert_eq!(next_step(Call::Abort, Outcome::Other, 3), Step::Fatal);
+        assert_eq!(next_step(Call::Abort, Outcome::Fatal, 3), Step::Fatal);
+    }
+
+    #[test]
+    fn kafka_errors_map_to_outcomes() {
+        use rdkafka::types::RDKafkaErrorCode as C;
+        assert_eq!(Outcome::of(&KafkaError::Flush(C::OperationTimedOut)), Outcome::Retriable);
+        assert_eq!(Outcome::of(&KafkaError::MessageProduction(C::MessageTimedOut)), Outcome::Other);
     }
 
     #[test]

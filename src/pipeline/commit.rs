@@ -261,3 +261,22 @@ impl Batch {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A delete is judged alike within a batch and against what was committed: older loses, equal wins
+    /// over a non-delete once.
+    #[test]
+    fn batch_and_guard_agree_on_deletes() {
+        let (older, same, newer) = (1, 2, 3);
+        let update = Newest::of(same, Op::Update);
+        assert!(update.supersedes(older, Op::Delete));
+        assert!(!update.supersedes(same, Op::Delete));
+        assert!(!update.supersedes(newer, Op::Delete));
+        let deleted = update.with(Newest::of(same, Op::Delete));
+        assert!(deleted.supersedes(same, Op::Delete));
+        assert!(!deleted.supersedes(newer, Op::Delete));
+    }
+}

@@ -1,5 +1,6 @@
 //! Orchestration: the snapshot, (later) the webhook stream and the reconciler, per source.
 
+pub mod audience;
 pub mod commit;
 pub mod cursor;
 pub mod deletions;

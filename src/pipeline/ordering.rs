@@ -76,8 +76,11 @@ impl OrderingGuard {
         match event.op {
             // A snapshot read never overrides anything the stream committed at or after its version.
             Op::Read => v > seen.version,
-            // A delete wins unless the record was already deleted (a duplicate delivery).
-            Op::Delete => !seen.deleted || v > seen.version,
+            // A delete older than the committed version (trashed, then restored and updated, with the delete
+            // delivered late) must not remove a live record. At an equal version it wins over a non-delete,
+            // as in a batch (`Newest::supersedes`), and a second one is a duplicate delivery. A delete with no
+            // time of its own is versioned at its receive time, so it still wins over what came before.
+            Op::Delete => v > seen.version || (!seen.deleted && v == seen.version),
             Op::Create | Op::Update => v > seen.version,
         }
     }
@@ -112,8 +115,10 @@ impl OrderingGuard {
         let ids = self.seen.entry(event.module).or_default();
         match ids.get_mut(event.id.as_str()) {
             Some(s) => {
-                if v >= s.version || entry.deleted {
-                    *s = Seen { version: v.max(s.version), deleted: entry.deleted };
+                // Only a version at least as new moves the key: an older delete never marks a newer live
+                // version deleted.
+                if v >= s.version {
+                    *s = entry;
                 }
             }
             None => {
@@ -216,6 +221,39 @@ mod tests {
         g.committed(&del);
         assert!(!g.admits(&ev(Op::Read, Some(T1), 0)));
         assert!(!g.admits(&del));
+    }
+
+    #[test]
+    fn late_delete_does_not_remove_a_newer_version() {
+        // Trashed at T1, restored and updated at T2; the update is committed before the delete arrives.
+        let mut g = OrderingGuard::new(10);
+        g.committed(&ev(Op::Update, Some(T2), 0));
+        let late = ev(Op::Delete, None, 1_767_225_601_000);
+        assert!(!g.admits(&late));
+        // Even if it were committed (it is not), the key stays live at T2.
+        g.committed(&late);
+        assert!(!g.admits(&ev(Op::Update, Some(T2), 0)));
+        assert!(g.admits(&ev(Op::Delete, None, 1_767_225_603_000)));
+    }
+
+    #[test]
+    fn delete_at_the_same_version_wins_once() {
+        let mut g = OrderingGuard::new(10);
+        g.committed(&ev(Op::Update, Some(T2), 0));
+        let del = ev(Op::Delete, None, 1_767_225_602_000);
+        assert!(g.admits(&del));
+        g.committed(&del);
+        assert!(!g.admits(&del));
+        // A newer delete (a re-delete after a restore the bridge did not see) is admitted.
+        assert!(g.admits(&ev(Op::Delete, None, 1_767_225_603_000)));
+    }
+
+    #[test]
+    fn delete_without_a_time_is_versioned_at_receipt_and_wins() {
+        // `map_event` gives a bare `{id}` delete the receive time, later than any committed modifiedTime.
+        let mut g = OrderingGuard::new(10);
+        g.committed(&ev(Op::Update, Some(T2), 0));
+        assert!(g.admits(&ev(Op::Delete, None, chrono::Utc::now().timestamp_millis())));
     }
 
     #[test]

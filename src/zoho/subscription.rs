@@ -233,13 +233,30 @@ async fn list_named(client: &DeskClient, name: Option<&str>) -> Result<Vec<Subsc
     Ok(items.iter().filter_map(|v| from_json(v, client.source_name(), name)).collect())
 }
 
-/// This source's subscription, if Desk has one (the first when there are several): its id lets the JWT
-/// audience be checked exactly even when the bridge does not register it itself.
-pub async fn find_ours(client: &DeskClient) -> Result<Option<Subscription>, SubscriptionError> {
-    let url_first = |s: &Subscription| !url_path(s.url.expose()).contains(&path_marker(client.source_name()));
-    let mut ours: Vec<Subscription> = list(client).await?.into_iter().filter(|s| s.ours).collect();
-    ours.sort_by_key(|s| (url_first(s), !s.enabled));
+/// The subscription delivering to `service_url` itself (secret included), if Desk has one (an enabled one
+/// first when there are several): its id lets the JWT audience be checked exactly even when the bridge does
+/// not register it itself. A subscription of this source at another URL (an old secret) is not it: its
+/// tokens do not prove a delivery to this URL.
+pub async fn find_ours(
+    client: &DeskClient,
+    service_url: &Secret,
+) -> Result<Option<Subscription>, SubscriptionError> {
+    let mut ours = delivering_to(client, service_url).await?;
+    ours.sort_by_key(|s| !s.enabled);
     Ok(ours.into_iter().next())
+}
+
+/// Every subscription whose URL is exactly `service_url`.
+pub async fn delivering_to(
+    client: &DeskClient,
+    service_url: &Secret,
+) -> Result<Vec<Subscription>, SubscriptionError> {
+    Ok(list(client).await?.into_iter().filter(|s| same_url(s.url.expose(), service_url.expose())).collect())
+}
+
+/// Whether two service URLs are the same, ignoring a trailing `/`.
+fn same_url(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
 }
 
 /// Creates the source's subscription, or brings the existing one up to date (URL, event types,
@@ -406,5 +423,14 @@ mod tests {
         let v = json!({"id": 5, "url": "http://elsewhere/x", "name": "zoho-desk-cdc eu"});
         assert!(from_json(&v, "eu", None).unwrap().ours);
         assert!(from_json(&json!({"id": "../x", "url": ""}), "eu", None).is_none());
+    }
+
+    #[test]
+    fn the_service_url_matches_only_itself() {
+        let url = "https://cdc.example.com/webhooks/zoho/main/s3cr3t";
+        assert!(same_url(url, url));
+        assert!(same_url(&format!("{url}/"), url));
+        assert!(!same_url("https://cdc.example.com/webhooks/zoho/main/old", url));
+        assert!(!same_url("https://other.example.com/webhooks/zoho/main/s3cr3t", url));
     }
 }

@@ -76,7 +76,8 @@ pub enum WebhookError {
     /// Not JSON, or JSON of a shape Desk does not send. Answer 400.
     #[error("malformed webhook body: {0}")]
     Malformed(String),
-    /// An event names another Desk org than the source's. Answer 403 (Desk does not retry either way).
+    /// An event names another Desk org than the source's. Answer 401: it fails authentication for this
+    /// source (CONTRACT §4 has no 403; Desk does not retry either way).
     #[error("webhook event for org {got} arrived at the service URL of org {expected}")]
     OrgMismatch { expected: String, got: String },
     /// A workflow notification whose text holds no `module`/`id` hint (the template is not configured as
@@ -90,7 +91,7 @@ impl WebhookError {
     pub fn status(&self) -> u16 {
         match self {
             WebhookError::Malformed(_) | WebhookError::NoHint => 400,
-            WebhookError::OrgMismatch { .. } => 403,
+            WebhookError::OrgMismatch { .. } => 401,
         }
     }
 
@@ -551,7 +552,7 @@ mod tests {
         ]);
         let e = parse_delivery(body.to_string().as_bytes(), ORG).unwrap_err();
         assert_eq!(e, WebhookError::OrgMismatch { expected: ORG.into(), got: "999".into() });
-        assert_eq!(e.status(), 403);
+        assert_eq!((e.status(), e.reason()), (401, "org_mismatch"));
         // orgId as a number is the same org.
         let ok = json!([{"eventType": "Ticket_Add", "orgId": 60000000001u64, "payload": {"id": "1"}}]);
         assert_eq!(events(ok).len(), 1);
