@@ -8,6 +8,8 @@ pub const EVENTS_TOTAL: &str = "zoho_desk_cdc_events_total";
 pub const SNAPSHOT_RECORDS_TOTAL: &str = "zoho_desk_cdc_snapshot_records_total";
 pub const SNAPSHOT_COMPLETED: &str = "zoho_desk_cdc_snapshot_completed";
 pub const API_REQUESTS_TOTAL: &str = "zoho_desk_cdc_api_requests_total";
+/// 2xx Desk answers whose body was not what the endpoint returns (each retried), by endpoint.
+pub const API_INVALID_RESPONSES_TOTAL: &str = "zoho_desk_cdc_api_invalid_responses_total";
 pub const API_CREDITS_REMAINING: &str = "zoho_desk_cdc_api_credits_remaining";
 pub const API_RATE_LIMITED_TOTAL: &str = "zoho_desk_cdc_api_rate_limited_total";
 pub const WEBHOOK_REQUESTS_TOTAL: &str = "zoho_desk_cdc_webhook_requests_total";
@@ -158,6 +160,10 @@ fn describe() {
     describe_counter!(SNAPSHOT_RECORDS_TOTAL, "Records read by the snapshot.");
     describe_gauge!(SNAPSHOT_COMPLETED, "1 once a module's snapshot is committed.");
     describe_counter!(API_REQUESTS_TOTAL, "Desk API calls, by endpoint and HTTP status.");
+    describe_counter!(
+        API_INVALID_RESPONSES_TOTAL,
+        "Desk 2xx answers whose body was not what the endpoint returns (cut short, not JSON, no records key); each is retried."
+    );
     describe_gauge!(
         API_CREDITS_REMAINING,
         "Desk API credits left today (from X-Rate-Limit-Remaining-v3 or our own count)."
