@@ -187,7 +187,7 @@ async fn relist_module<D: DeskPages>(
     module: Module,
     known: &mut HashMap<String, u64>,
 ) -> Result<(), ReconcileError> {
-    let records = snapshot::list_all(desk, module, runtime.settings.list_from_base).await?;
+    let records = snapshot::list_all(desk, runtime.name(), module, runtime.settings.list_from_base).await?;
     let now = chrono::Utc::now().timestamp_millis();
     let mut fresh = HashMap::with_capacity(records.len());
     let mut changes = Vec::new();

@@ -223,7 +223,7 @@ async fn walk<D: DeskPages>(
                     sorted_step(desk, module, taken, listing, (from, seq), &mut recent).await
                 }
                 (Walk::List, _) => list_step(desk, module, taken, list_from_base).await,
-                (Walk::FieldMetadata, _) => fields_step(desk, module, taken).await,
+                (Walk::FieldMetadata, _) => fields_step(desk, sink.source, module, taken).await,
                 (_, None) => whole_step(desk, module, taken).await,
             }
         };
@@ -717,6 +717,7 @@ const DETAIL_CALLS_IN_FLIGHT: usize = 16;
 /// re-list of the modules Desk sends no webhook events for.
 pub async fn list_all<D: DeskPages>(
     desk: &D,
+    source: &str,
     module: Module,
     base: u32,
 ) -> Result<Vec<Record>, SnapshotError> {
@@ -727,7 +728,7 @@ pub async fn list_all<D: DeskPages>(
         let (page, next) = match catalog::spec(module).walk {
             Walk::List => list_step(desk, module, cursor_now, base).await?,
             Walk::Whole => whole_step(desk, module, cursor_now).await?,
-            Walk::FieldMetadata => fields_step(desk, module, cursor_now).await?,
+            Walk::FieldMetadata => fields_step(desk, source, module, cursor_now).await?,
             Walk::Sorted | Walk::PerTicket => return Err(SnapshotError::NotListable(module)),
         };
         out.extend(page.records);
@@ -781,8 +782,20 @@ async fn whole_step<D: DeskPages>(
     Ok((page, next))
 }
 
+/// Whether Desk answered that the module asked about is not available to the org (reference C.3): 403
+/// LICENSE_ACCESS_LIMITED (its edition lacks the module), 404, or 422 (a module name it does not know).
+fn not_available(error: &super::DeskFailure) -> bool {
+    match error.downcast_ref::<crate::zoho::error::ZohoError>() {
+        Some(crate::zoho::error::ZohoError::Desk { status, code, .. }) => {
+            matches!(status, 404 | 422) || (*status == 403 && code == "LICENSE_ACCESS_LIMITED")
+        }
+        _ => false,
+    }
+}
+
 async fn fields_step<D: DeskPages>(
     desk: &D,
+    source: &str,
     module: Module,
     cursor: SnapshotCursor,
 ) -> Result<(Page, SnapshotCursor), SnapshotError> {
@@ -795,11 +808,16 @@ async fn fields_step<D: DeskPages>(
     let query = vec![("module".to_owned(), (*parent).to_owned())];
     let mut page = match desk.page(spec.path, query, spec.records_key).await {
         Ok(p) => p,
-        Err(error) => {
-            // A module the org's edition does not have must not stop the others.
-            tracing::warn!(module = parent, %error, "Cannot load custom-field metadata; skipping this module.");
+        // A module the org's edition does not have must not stop the others. Anything else (a 5xx or 429s
+        // after the retries, a token failure) fails the step: skipped, the part would count as done and
+        // never be loaded again.
+        Err(error) if not_available(&error) => {
+            tracing::warn!(source, module = parent, %error,
+                "Desk says this module's custom-field metadata is not available to the org; skipping it.");
+            crate::metrics::field_metadata_skipped(source, parent);
             Page::default()
         }
+        Err(source) => return Err(SnapshotError::Desk { module, source }),
     };
     for r in &mut page.records {
         *r = r.with("module", &serde_json::Value::String((*parent).to_owned()));
@@ -1032,6 +1050,51 @@ mod tests {
             }
             let unique: std::collections::HashSet<_> = emitted.iter().collect();
             assert_eq!(unique.len(), emitted.len(), "{what}: a row was emitted twice");
+        }
+    }
+
+    /// Desk's field metadata where every module's call fails with `error`.
+    struct FieldsFail(fn() -> crate::zoho::error::ZohoError);
+
+    impl DeskPages for FieldsFail {
+        async fn page(&self, _: &str, _: Vec<(String, String)>, _: &str) -> Result<Page, super::super::DeskFailure> {
+            Err(Box::new((self.0)()))
+        }
+    }
+
+    #[tokio::test]
+    async fn field_metadata_is_skipped_only_where_desk_says_it_is_not_available() {
+        use crate::zoho::error::ZohoError;
+        fn desk(status: u16, code: &str) -> ZohoError {
+            let (source_name, endpoint, message) = ("s".into(), "fields".into(), String::new());
+            ZohoError::Desk { source_name, endpoint, status, code: code.into(), message }
+        }
+        let skipped: [fn() -> ZohoError; 3] =
+            [|| desk(403, "LICENSE_ACCESS_LIMITED"), || desk(404, "URL_NOT_FOUND"), || desk(422, "INVALID_DATA")];
+        for error in skipped {
+            let (page, next) =
+                fields_step(&FieldsFail(error), "s", Module::OrganizationFields, SnapshotCursor::default())
+                    .await
+                    .unwrap();
+            assert!(page.records.is_empty() && next.part == 1, "{}", error());
+        }
+        let failed: [fn() -> ZohoError; 4] = [
+            || desk(403, "FORBIDDEN"),
+            || ZohoError::RetriesExhausted {
+                source_name: "s".into(),
+                endpoint: "fields".into(),
+                attempts: 5,
+                status: 500,
+                code: String::new(),
+                message: String::new(),
+            },
+            || ZohoError::TokenThrottled { source_name: "s".into(), retry_after: std::time::Duration::from_secs(9) },
+            || ZohoError::RefreshTokenRejected { source_name: "s".into() },
+        ];
+        for error in failed {
+            let desk = FieldsFail(error);
+            let step = fields_step(&desk, "s", Module::OrganizationFields, SnapshotCursor::default());
+            assert!(step.await.is_err(), "{} was skipped", error());
         }
     }
 
