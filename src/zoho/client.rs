@@ -31,6 +31,9 @@ pub struct ClientOptions {
     pub backoff_max: Duration,
     /// How long a call may wait for Zoho Accounts to lift its token throttle before failing.
     pub max_token_wait: Duration,
+    /// The first pause after Zoho Accounts throttles a token refresh; doubles per further throttle, up
+    /// to ten minutes (Zoho allows 10 token requests per 10 minutes and names no retry time).
+    pub token_throttle_first: Duration,
     /// The `from` of the first record on list endpoints (reference B.1: Desk's docs disagree). With 0
     /// against a 1-based Desk, pages overlap by one record and [`crate::zoho::pager::ListPager`] drops it;
     /// with 1 against a 0-based Desk the first record would be lost, so 0 is the safe default.
@@ -47,6 +50,7 @@ impl Default for ClientOptions {
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
             max_token_wait: Duration::from_secs(900),
+            token_throttle_first: Duration::from_secs(60),
             list_from_base: 0,
         }
     }
@@ -437,7 +441,13 @@ impl DeskClient {
                 Attempt::Paused => continue,
                 Attempt::Reauth { .. } if !reauthed => {
                     reauthed = true;
-                    self.inner.tokens.token_rejected(&token.token).await?;
+                    match self.inner.tokens.token_rejected(&token.token).await {
+                        // Zoho Accounts throttles refreshes: the token wait at the top of the loop takes
+                        // over (bounded by `max_token_wait`), as for a token that expires while throttled.
+                        // Failing here would stop a whole load on a 401 that a short wait heals.
+                        Ok(_) | Err(ZohoError::TokenThrottled { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
                 Attempt::Reauth { code, message } => {
                     return Err(ZohoError::Unauthorized {

@@ -122,7 +122,10 @@ impl DeskRegistry {
                     source.client_secret.clone(),
                     http.clone(),
                 );
-                let t = Arc::new(TokenManager::new(&source.name, accounts, &creds, path));
+                let t = Arc::new(
+                    TokenManager::new(&source.name, accounts, &creds, path)
+                        .with_throttle_first(self.opts.token_throttle_first),
+                );
                 shared.tokens.insert(token_key, t.clone());
                 t
             }
