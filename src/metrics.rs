@@ -98,6 +98,11 @@ pub fn field_metadata_skipped(source: &str, field_module: &'static str) {
         .increment(1);
 }
 
+/// Marks a module's snapshot as committed (this run's, or an earlier run's found in the state topic).
+pub fn snapshot_completed(source: &str, module: crate::zoho::module::Module) {
+    metrics::gauge!(SNAPSHOT_COMPLETED, "source" => source.to_owned(), "module" => module.name()).set(1.0);
+}
+
 /// How many of each key `keys` holds, in first-seen order. Counters are then incremented once per label
 /// value, not once per event: a labelled counter lookup costs more than an event's other bookkeeping.
 pub fn tally<K: PartialEq>(keys: impl IntoIterator<Item = K>) -> Vec<(K, u64)> {

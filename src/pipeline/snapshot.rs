@@ -14,7 +14,7 @@ use super::{DeskFailure, DeskPages, Page};
 use crate::change::Record;
 use crate::change::{ChangeEvent, Op, SnapshotMarker, record_time_ms};
 use crate::kafka::producer::TxProducer;
-use crate::metrics::{SNAPSHOT_COMPLETED, SNAPSHOT_RECORDS_TOTAL};
+use crate::metrics::SNAPSHOT_RECORDS_TOTAL;
 use crate::zoho::catalog::{self, FIELD_MODULES, OFFSET_CEILING, SEARCH_MAX_LIMIT, Walk};
 use crate::zoho::module::Module;
 use tokio_util::sync::CancellationToken;
@@ -131,7 +131,7 @@ pub async fn run_module<D: DeskPages>(
         p.percent = Some(100.0);
         p.eta_s = Some(0);
     });
-    metrics::gauge!(SNAPSHOT_COMPLETED, "source" => sink.source.to_owned(), "module" => name).set(1.0);
+    crate::metrics::snapshot_completed(sink.source, module);
     tracing::info!(
         source = sink.source,
         module = name,
