@@ -34,6 +34,8 @@ pub struct ClientOptions {
     /// The first pause after Zoho Accounts throttles a token refresh; doubles per further throttle, up
     /// to ten minutes (Zoho allows 10 token requests per 10 minutes and names no retry time).
     pub token_throttle_first: Duration,
+    /// How long calls wait, when Desk's X-Rate-Limit-Remaining-v3 says no call fits, before one asks again.
+    pub desk_remaining_recheck: Duration,
     /// The `from` of the first record on list endpoints (reference B.1: Desk's docs disagree). With 0
     /// against a 1-based Desk, pages overlap by one record and [`crate::zoho::pager::ListPager`] drops it;
     /// with 1 against a 0-based Desk the first record would be lost, so 0 is the safe default.
@@ -51,6 +53,7 @@ impl Default for ClientOptions {
             backoff_max: Duration::from_secs(30),
             max_token_wait: Duration::from_secs(900),
             token_throttle_first: Duration::from_secs(60),
+            desk_remaining_recheck: crate::zoho::quota::DESK_REMAINING_RECHECK,
             list_from_base: 0,
         }
     }
