@@ -124,7 +124,9 @@ async fn bodies_cut_short_or_without_records_are_retried_then_fail() {
     let invalid = || {
         desk_client_support::metrics_text()
             .lines()
-            .filter(|l| l.starts_with("zoho_desk_cdc_api_invalid_responses_total{") && l.contains("\"contacts\""))
+            .filter(|l| {
+                l.starts_with("zoho_desk_cdc_api_invalid_responses_total{") && l.contains("\"contacts\"")
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum::<u64>()
     };

@@ -289,7 +289,9 @@ async fn threshold_exceeded_pauses_shows_in_status_and_metrics_and_resumes_witho
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         let s = client.status();
-        if !s["quota"]["paused_until"].is_null() && s["quota"]["last_limit_error"]["code"] == "THRESHOLD_EXCEEDED" {
+        if !s["quota"]["paused_until"].is_null()
+            && s["quota"]["last_limit_error"]["code"] == "THRESHOLD_EXCEEDED"
+        {
             break s;
         }
         assert!(Instant::now() < deadline, "never paused: {s}");
@@ -378,7 +380,9 @@ async fn simulator_short_day_threshold_exceeded_pauses_and_resumes_without_losin
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         let s = client.status();
-        if !s["quota"]["paused_until"].is_null() && s["quota"]["last_limit_error"]["code"] == "THRESHOLD_EXCEEDED" {
+        if !s["quota"]["paused_until"].is_null()
+            && s["quota"]["last_limit_error"]["code"] == "THRESHOLD_EXCEEDED"
+        {
             break s;
         }
         assert!(Instant::now() < deadline, "never paused: {s}");

@@ -130,10 +130,8 @@ async fn snapshot_completed_survives_a_restart() {
     assert_eq!(rc, 0, "{}", common::tail(&err, 20));
     assert_eq!(sum(&metrics, "snapshot_records_total"), 0.0, "the restart loaded modules again");
     for module in zoho_desk_cdc::zoho::module::Module::DEFAULT {
-        let line = format!(
-            "zoho_desk_cdc_snapshot_completed{{source=\"main\",module=\"{}\"}} 1",
-            module.name()
-        );
+        let line =
+            format!("zoho_desk_cdc_snapshot_completed{{source=\"main\",module=\"{}\"}} 1", module.name());
         assert!(metrics.lines().any(|l| l == line), "expected `{line}` in /metrics");
     }
     sim.stop().await.unwrap();

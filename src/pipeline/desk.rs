@@ -36,9 +36,12 @@ fn read_page(text: Option<std::sync::Arc<str>>, records_key: &str) -> Result<Pag
     if list.records.is_empty() && !has_array(&text, records_key) {
         return Err(format!("the body has no `{records_key}` array"));
     }
-    let count = list.rest.iter().rev().find(|(k, _)| k == "count").and_then(|(_, c)| {
-        c.as_number().and_then(|n| n.as_u64()).or_else(|| c.as_str()?.parse().ok())
-    });
+    let count = list
+        .rest
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "count")
+        .and_then(|(_, c)| c.as_number().and_then(|n| n.as_u64()).or_else(|| c.as_str()?.parse().ok()));
     Ok(Page { records: list.records, count })
 }
 

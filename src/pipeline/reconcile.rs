@@ -327,7 +327,10 @@ async fn reconcile_module<D: DeskPages>(
 #[derive(Debug, PartialEq, Eq)]
 enum Next {
     Done,
-    At { window_start: i64, from: u32 },
+    At {
+        window_start: i64,
+        from: u32,
+    },
     /// The window's start instant alone holds more rows than Desk pages through.
     TieOverflow,
 }
@@ -420,11 +423,13 @@ mod tests {
             tokio::task::yield_now().await;
             shutdown.cancel();
         };
-        let (result, ()) = tokio::time::timeout(Duration::from_secs(5), async { tokio::join!(call, cancel) })
-            .await
-            .unwrap();
+        let (result, ()) =
+            tokio::time::timeout(Duration::from_secs(5), async { tokio::join!(call, cancel) }).await.unwrap();
         let error = result.unwrap_err();
-        assert!(matches!(error.downcast_ref::<ReconcileError>(), Some(ReconcileError::ShuttingDown)), "{error}");
+        assert!(
+            matches!(error.downcast_ref::<ReconcileError>(), Some(ReconcileError::ShuttingDown)),
+            "{error}"
+        );
         // Later calls of the pass end at once, before charging credits.
         assert!(budget.page("tickets/search", Vec::new(), "data").await.is_err());
         assert_eq!(budget.spent.lock().unwrap().1, 3);

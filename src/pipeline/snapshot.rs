@@ -1030,8 +1030,12 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreported_delete_between_pages_loses_no_row_and_repeats_none() {
-        let at_ceiling =
-            SnapshotCursor { searching: true, window_start_ms: Some(0), upper_ms: i64::MAX, ..Default::default() };
+        let at_ceiling = SnapshotCursor {
+            searching: true,
+            window_start_ms: Some(0),
+            upper_ms: i64::MAX,
+            ..Default::default()
+        };
         let listed = SnapshotCursor { upper_ms: i64::MAX, ..Default::default() };
         for (start, what) in [(listed, "list"), (at_ceiling, "search")] {
             // Row 10 goes after the first page was read: every later row moves up one offset, so row 100
@@ -1057,7 +1061,12 @@ mod tests {
     struct FieldsFail(fn() -> crate::zoho::error::ZohoError);
 
     impl DeskPages for FieldsFail {
-        async fn page(&self, _: &str, _: Vec<(String, String)>, _: &str) -> Result<Page, super::super::DeskFailure> {
+        async fn page(
+            &self,
+            _: &str,
+            _: Vec<(String, String)>,
+            _: &str,
+        ) -> Result<Page, super::super::DeskFailure> {
             Err(Box::new((self.0)()))
         }
     }
@@ -1069,8 +1078,11 @@ mod tests {
             let (source_name, endpoint, message) = ("s".into(), "fields".into(), String::new());
             ZohoError::Desk { source_name, endpoint, status, code: code.into(), message }
         }
-        let skipped: [fn() -> ZohoError; 3] =
-            [|| desk(403, "LICENSE_ACCESS_LIMITED"), || desk(404, "URL_NOT_FOUND"), || desk(422, "INVALID_DATA")];
+        let skipped: [fn() -> ZohoError; 3] = [
+            || desk(403, "LICENSE_ACCESS_LIMITED"),
+            || desk(404, "URL_NOT_FOUND"),
+            || desk(422, "INVALID_DATA"),
+        ];
         for error in skipped {
             let (page, next) =
                 fields_step(&FieldsFail(error), "s", Module::OrganizationFields, SnapshotCursor::default())
@@ -1088,7 +1100,10 @@ mod tests {
                 code: String::new(),
                 message: String::new(),
             },
-            || ZohoError::TokenThrottled { source_name: "s".into(), retry_after: std::time::Duration::from_secs(9) },
+            || ZohoError::TokenThrottled {
+                source_name: "s".into(),
+                retry_after: std::time::Duration::from_secs(9),
+            },
             || ZohoError::RefreshTokenRejected { source_name: "s".into() },
         ];
         for error in failed {

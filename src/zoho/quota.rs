@@ -129,10 +129,7 @@ fn next_reset(now: DateTime<Utc>, offset_min: i32) -> DateTime<Utc> {
     let offset = chrono::Duration::minutes(i64::from(offset_min));
     let day = credit_day(now, offset_min);
     let tomorrow = day.succ_opt().unwrap_or(day);
-    tomorrow
-        .and_hms_opt(0, 0, 0)
-        .map(|t| t.and_utc() - offset)
-        .unwrap_or(now + chrono::Duration::days(1))
+    tomorrow.and_hms_opt(0, 0, 0).map(|t| t.and_utc() - offset).unwrap_or(now + chrono::Duration::days(1))
 }
 
 /// How long calls wait when Desk's own count (X-Rate-Limit-Remaining-v3) says a call no longer fits,
@@ -155,7 +152,12 @@ impl QuotaGuard {
     /// A guard whose credit day starts at midnight `reset_offset_min` minutes east of UTC (the data
     /// center's, [`crate::zoho::datacenter::DataCenter::credit_reset_utc_offset_min`]), and which asks Desk
     /// again `desk_recheck` after its count said no call fits.
-    pub fn for_org(label: &str, settings: &QuotaSettings, reset_offset_min: i32, desk_recheck: Duration) -> Self {
+    pub fn for_org(
+        label: &str,
+        settings: &QuotaSettings,
+        reset_offset_min: i32,
+        desk_recheck: Duration,
+    ) -> Self {
         let rpm = f64::from(settings.requests_per_minute.max(1)) * RATE_HEADROOM;
         let period = Duration::from_secs_f64(60.0 / rpm.max(0.001));
         let quota = Quota::with_period(period)
@@ -226,7 +228,8 @@ impl QuotaGuard {
             st.desk_remaining = None;
         }
         if let Some(left) = st.desk_remaining.filter(|left| *left < cost) {
-            let recheck = chrono::Duration::from_std(self.inner.desk_recheck).unwrap_or(chrono::Duration::zero());
+            let recheck =
+                chrono::Duration::from_std(self.inner.desk_recheck).unwrap_or(chrono::Duration::zero());
             let until = next_reset(now, offset).min(now + recheck);
             st.paused_until = Some(until);
             st.pause_reason = Some(format!(
@@ -476,7 +479,10 @@ mod tests {
         let blocked = tokio::time::timeout(Duration::from_millis(100), guard.acquire(3)).await;
         assert!(blocked.is_err(), "a call Desk's count does not cover went out");
         let st = guard.status();
-        assert!(st.pause_reason.as_deref().is_some_and(|r| r.contains("X-Rate-Limit-Remaining-v3")), "{st:?}");
+        assert!(
+            st.pause_reason.as_deref().is_some_and(|r| r.contains("X-Rate-Limit-Remaining-v3")),
+            "{st:?}"
+        );
         // After the recheck pause one call goes out to ask Desk again.
         let _p = guard.acquire(3).await;
         assert!(t.elapsed() >= Duration::from_millis(250), "{:?}", t.elapsed());
