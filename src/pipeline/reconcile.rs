@@ -16,7 +16,7 @@ use super::deletions;
 use super::snapshot::{self, Sink, SnapshotError};
 use super::source::SourceRuntime;
 use super::{DeskFailure, DeskPages, Page};
-use crate::change::{ChangeEvent, Record, record_time_ms};
+use crate::change::{ChangeEvent, Record, parse_desk_time, record_time_ms};
 use crate::kafka::table;
 use crate::metrics::RECONCILE_EVENTS_TOTAL;
 use crate::zoho::catalog::{self, OFFSET_CEILING, SEARCH_MAX_LIMIT, Walk};
@@ -283,7 +283,10 @@ async fn reconcile_module<D: DeskPages>(
             .await
             .map_err(|source| ReconcileError::Desk { module, source })?;
         let fetched = u32::try_from(page.records.len()).unwrap_or(u32::MAX);
-        let last_ms = page.records.iter().rev().find_map(record_time_ms);
+        // The keyset is the sort key itself: a row without `modifiedTime` (its `createdTime` is no position
+        // in this order) leaves the pass to go on by offset.
+        let last_ms =
+            page.records.last().and_then(|r| r.get_str("modifiedTime")).and_then(|t| parse_desk_time(&t));
         let mut changes = Vec::new();
         let without_id = page.records.iter().filter(|row| row.id().is_none()).count();
         crate::metrics::records_without_id(runtime.name(), module, without_id as u64);
