@@ -291,6 +291,22 @@ impl QuotaGuard {
         }
     }
 
+    /// The current credit day and the credits counted spent in it, to persist across restarts.
+    pub fn spent(&self) -> (NaiveDate, u64) {
+        let st = lock(&self.inner.state);
+        (st.day, st.spent_today)
+    }
+
+    /// Takes up what an earlier process counted spent on `day` (see [`QuotaGuard::spent`]): on the same
+    /// credit day the larger count wins, so a restart does not start the day's budget afresh.
+    pub fn restore(&self, day: NaiveDate, spent: u64) {
+        let mut st = lock(&self.inner.state);
+        if st.day == credit_day(Utc::now(), self.inner.reset_offset_min) && st.day == day {
+            st.spent_today = st.spent_today.max(spent);
+            self.publish(&st);
+        }
+    }
+
     /// Records what Desk's response headers said: the call's real weight and the credits left today.
     pub fn observe(&self, permit: &QuotaPermit, weight: Option<u64>, remaining: Option<u64>) {
         let mut st = lock(&self.inner.state);
@@ -487,6 +503,21 @@ mod tests {
         let _p = guard.acquire(3).await;
         assert!(t.elapsed() >= Duration::from_millis(250), "{:?}", t.elapsed());
         assert!(guard.status().paused_until.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_restart_takes_up_the_days_spent_credits() {
+        let guard = QuotaGuard::new("t", &settings(60_000, 5, 1000));
+        let _p = guard.acquire(3).await;
+        let (day, spent) = guard.spent();
+        assert_eq!(spent, 3);
+        let restarted = QuotaGuard::new("t", &settings(60_000, 5, 1000));
+        restarted.restore(day.pred_opt().unwrap(), 500);
+        assert_eq!(restarted.status().spent_today, 0, "yesterday's count is not today's");
+        restarted.restore(day, 998);
+        assert_eq!(restarted.status().credits_remaining, 2);
+        let blocked = tokio::time::timeout(Duration::from_millis(100), restarted.acquire(3)).await;
+        assert!(blocked.is_err(), "the restored count did not hold the budget");
     }
 
     #[tokio::test]
