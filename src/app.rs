@@ -152,6 +152,55 @@ async fn heartbeat(
     }
 }
 
+/// The state-topic key of the credits a source's quota guard counted spent today.
+const CREDITS_KEY: &str = "quota/credits";
+
+/// How often the day's spent credits are written to the state topic (a crash loses at most this much of
+/// the count; Desk's own X-Rate-Limit-Remaining-v3 corrects it on the next call anyway).
+const CREDITS_PERSIST_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Takes up the credits an earlier process of this source counted spent today.
+fn restore_credits(rt: &SourceRuntime, quota: &crate::zoho::quota::QuotaGuard) {
+    let Some(stored) = rt.stored_value(CREDITS_KEY) else { return };
+    let day = stored["day"].as_str().and_then(|d| d.parse::<chrono::NaiveDate>().ok());
+    match (day, stored["spent"].as_u64()) {
+        (Some(day), Some(spent)) => quota.restore(day, spent),
+        _ => {
+            tracing::warn!(source = rt.name(), value = %stored, "Stored credit count unreadable; the day's count starts at 0.")
+        }
+    }
+}
+
+/// Writes the day's spent credits to the state topic whenever they changed, so a restart does not start
+/// the daily budget afresh. One small transaction on the stream producer every few seconds at most.
+async fn persist_credits(
+    rt: Arc<SourceRuntime>,
+    quota: crate::zoho::quota::QuotaGuard,
+    shutdown: CancellationToken,
+) {
+    let mut written = None;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(CREDITS_PERSIST_INTERVAL) => {}
+        }
+        let (day, spent) = quota.spent();
+        if written == Some((day, spent)) {
+            continue;
+        }
+        let record = rt.writer.state_record(
+            CREDITS_KEY.to_owned(),
+            &serde_json::json!({"day": day.to_string(), "spent": spent}),
+        );
+        match rt.stream_producer.write(vec![record]).await {
+            Ok(()) => written = Some((day, spent)),
+            Err(error) => {
+                tracing::warn!(source = rt.name(), %error, "Could not persist the day's spent API credits; retrying.")
+            }
+        }
+    }
+}
+
 /// Readiness needs to know whether the cluster answers; ask it every few seconds.
 async fn watch_kafka(
     kafka: crate::config::KafkaSettings,
@@ -292,6 +341,7 @@ pub async fn run(
     let mut runtimes = Vec::new();
     for (source, handle) in settings.sources.iter().zip(&handles) {
         let rt = SourceRuntime::prepare(&settings.kafka, &registry, source, handle.progress.clone()).await?;
+        restore_credits(&rt, handle.desk.quota());
         runtimes.push(Arc::new(rt));
     }
 
@@ -350,6 +400,11 @@ pub async fn run(
     for rt in &runtimes {
         let span = tracing::info_span!("heartbeat", source = %rt.name());
         tokio::spawn(heartbeat(rt.clone(), stopped.clone(), shutdown.clone()).instrument(span));
+    }
+    for (rt, handle) in runtimes.iter().zip(&handles) {
+        let span = tracing::info_span!("credits", source = %rt.name());
+        let quota = handle.desk.quota().clone();
+        tokio::spawn(persist_credits(rt.clone(), quota, shutdown.clone()).instrument(span));
     }
 
     let mut tasks = JoinSet::new();

@@ -8,6 +8,8 @@ pub const EVENTS_TOTAL: &str = "zoho_desk_cdc_events_total";
 pub const SNAPSHOT_RECORDS_TOTAL: &str = "zoho_desk_cdc_snapshot_records_total";
 pub const SNAPSHOT_COMPLETED: &str = "zoho_desk_cdc_snapshot_completed";
 pub const API_REQUESTS_TOTAL: &str = "zoho_desk_cdc_api_requests_total";
+/// 2xx Desk answers whose body was not what the endpoint returns (each retried), by endpoint.
+pub const API_INVALID_RESPONSES_TOTAL: &str = "zoho_desk_cdc_api_invalid_responses_total";
 pub const API_CREDITS_REMAINING: &str = "zoho_desk_cdc_api_credits_remaining";
 pub const API_RATE_LIMITED_TOTAL: &str = "zoho_desk_cdc_api_rate_limited_total";
 pub const WEBHOOK_REQUESTS_TOTAL: &str = "zoho_desk_cdc_webhook_requests_total";
@@ -20,6 +22,9 @@ pub const WEBHOOK_REJECTED_TOTAL: &str = "zoho_desk_cdc_webhook_rejected_total";
 pub const WEBHOOK_EVENTS_SKIPPED_TOTAL: &str = "zoho_desk_cdc_webhook_events_skipped_total";
 /// Records Desk listed that cannot become change events (no `id` to key them by), by module.
 pub const RECORDS_WITHOUT_ID_TOTAL: &str = "zoho_desk_cdc_records_without_id_total";
+/// Modules whose custom-field metadata Desk says is not available to the org (edition, unknown module),
+/// left out of `organization_fields`, by `field_module`.
+pub const FIELD_METADATA_SKIPPED_TOTAL: &str = "zoho_desk_cdc_field_metadata_skipped_total";
 pub const MILLISECONDS_BEHIND_SOURCE: &str = "zoho_desk_cdc_milliseconds_behind_source";
 pub const KAFKA_PRODUCE_ERRORS_TOTAL: &str = "zoho_desk_cdc_kafka_produce_errors_total";
 pub const KAFKA_TRANSACTIONS_TOTAL: &str = "zoho_desk_cdc_kafka_transactions_total";
@@ -84,6 +89,18 @@ pub fn records_without_id(source: &str, module: crate::zoho::module::Module, n: 
     tracing::warn!(source, module = %module, records = n, "Desk sent records without an id; they cannot be keyed and are left out.");
     metrics::counter!(RECORDS_WITHOUT_ID_TOTAL, "source" => source.to_owned(), "module" => module.name())
         .increment(n);
+}
+
+/// Counts one module whose custom-field metadata Desk refused as not available. `field_module` is one of
+/// the catalog's field modules, so the label set stays bounded.
+pub fn field_metadata_skipped(source: &str, field_module: &'static str) {
+    metrics::counter!(FIELD_METADATA_SKIPPED_TOTAL, "source" => source.to_owned(), "field_module" => field_module)
+        .increment(1);
+}
+
+/// Marks a module's snapshot as committed (this run's, or an earlier run's found in the state topic).
+pub fn snapshot_completed(source: &str, module: crate::zoho::module::Module) {
+    metrics::gauge!(SNAPSHOT_COMPLETED, "source" => source.to_owned(), "module" => module.name()).set(1.0);
 }
 
 /// How many of each key `keys` holds, in first-seen order. Counters are then incremented once per label
@@ -158,6 +175,10 @@ fn describe() {
     describe_counter!(SNAPSHOT_RECORDS_TOTAL, "Records read by the snapshot.");
     describe_gauge!(SNAPSHOT_COMPLETED, "1 once a module's snapshot is committed.");
     describe_counter!(API_REQUESTS_TOTAL, "Desk API calls, by endpoint and HTTP status.");
+    describe_counter!(
+        API_INVALID_RESPONSES_TOTAL,
+        "Desk 2xx answers whose body was not what the endpoint returns (cut short, not JSON, no records key); each is retried."
+    );
     describe_gauge!(
         API_CREDITS_REMAINING,
         "Desk API credits left today (from X-Rate-Limit-Remaining-v3 or our own count)."
@@ -181,6 +202,10 @@ fn describe() {
     describe_counter!(
         RECORDS_WITHOUT_ID_TOTAL,
         "Records Desk listed without an id, left out (they cannot be keyed), by module."
+    );
+    describe_counter!(
+        FIELD_METADATA_SKIPPED_TOTAL,
+        "Modules whose custom-field metadata Desk says is not available to the org (403 LICENSE_ACCESS_LIMITED, 404, 422), left out."
     );
     describe_gauge!(MILLISECONDS_BEHIND_SOURCE, "Commit time minus the change's Desk event time.");
     describe_counter!(KAFKA_PRODUCE_ERRORS_TOTAL, "Produce or transaction errors.");

@@ -109,3 +109,40 @@ async fn search_windows_split_past_the_ceiling_and_resume_from_a_cursor() {
     assert_eq!(ids.len(), truth(&env, "tickets").await.len(), "no record missed");
     assert_eq!(env.status_count("422").await, 0, "never asked past the ceiling");
 }
+
+/// A 2xx body that is not the endpoint's shape (cut short, or without the records key) is neither an
+/// empty page (which would end the walk there) nor final: the client retries it like a 5xx, counts it,
+/// and fails with InvalidResponse only once the attempts are spent.
+#[tokio::test]
+async fn bodies_cut_short_or_without_records_are_retried_then_fail() {
+    use zoho_desk_cdc::pipeline::DeskPages;
+    use zoho_desk_cdc::zoho::error::ZohoError;
+    let env = start(SimConfig::default(), Quota::default()).await;
+    env.authorize().await;
+    let client = env.client(quick_options());
+    let query = || vec![("from".to_owned(), "0".to_owned()), ("limit".to_owned(), "10".to_owned())];
+    let invalid = || {
+        desk_client_support::metrics_text()
+            .lines()
+            .filter(|l| {
+                l.starts_with("zoho_desk_cdc_api_invalid_responses_total{") && l.contains("\"contacts\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    for kind in ["truncated_body", "empty_object"] {
+        // Lasting longer than every backoff of one call (quick options: 5 attempts, 50 ms doubling): fails.
+        let before = invalid();
+        env.fault(serde_json::json!({"kind": kind, "ratio": 1.0, "duration_s": 30})).await;
+        let err = client.page("contacts", query(), "data").await.unwrap_err();
+        let err = err.downcast_ref::<ZohoError>().expect("a Desk client error");
+        assert!(matches!(err, ZohoError::InvalidResponse { .. }), "{kind}: {err}");
+        assert_eq!(invalid() - before, 5, "{kind}: every refused body counted");
+        env.http.delete(format!("{}/_sim/faults", env.base)).send().await.unwrap();
+
+        // A short burst (shorter than the first four backoffs together, at least 375 ms): recovered.
+        env.fault(serde_json::json!({"kind": kind, "ratio": 1.0, "duration_s": 0.2})).await;
+        let page = client.page("contacts", query(), "data").await.unwrap();
+        assert_eq!(page.records.len(), 10, "{kind}: the retried call reads the page");
+    }
+}

@@ -165,8 +165,9 @@ async fn simulator_threshold_exceeded_pauses_until_the_daily_reset() {
         assert!(pager.next_page().await.unwrap().is_some());
     }
     let cursor = pager.cursor();
-    // `auth` spent one credit on /organizations; the 11th page hits THRESHOLD_EXCEEDED: the call waits for the reset instead of failing.
-    let stuck = tokio::time::timeout(Duration::from_millis(500), pager.next_page()).await;
+    // `auth` spent one credit on /organizations, so Desk reports 0 left: the 11th page waits (the recheck,
+    // 1 s), then asks and meets THRESHOLD_EXCEEDED: the call waits for the reset instead of failing.
+    let stuck = tokio::time::timeout(Duration::from_millis(1_500), pager.next_page()).await;
     assert!(stuck.is_err(), "the call should be paused");
     assert_eq!(pager.cursor(), cursor, "a paused call keeps its place");
     let q = &client.status()["quota"];
@@ -283,11 +284,14 @@ async fn threshold_exceeded_pauses_shows_in_status_and_metrics_and_resumes_witho
             ids
         })
     };
-    // Wait for the pause and look at it from the outside, as /status and /metrics would.
+    // Wait for Desk's pause and look at it from the outside, as /status and /metrics would. (First the
+    // guard pauses on Desk's remaining-credits header; the call after that pause meets THRESHOLD_EXCEEDED.)
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         let s = client.status();
-        if !s["quota"]["paused_until"].is_null() {
+        if !s["quota"]["paused_until"].is_null()
+            && s["quota"]["last_limit_error"]["code"] == "THRESHOLD_EXCEEDED"
+        {
             break s;
         }
         assert!(Instant::now() < deadline, "never paused: {s}");
@@ -371,11 +375,14 @@ async fn simulator_short_day_threshold_exceeded_pauses_and_resumes_without_losin
         tokio::spawn(async move { walk_tickets(&client, LIMIT).await })
     };
 
-    // Wait for the pause and look at it from the outside, as /status and /metrics would.
+    // Wait for Desk's pause and look at it from the outside, as /status and /metrics would (after the
+    // guard's own pause on Desk's remaining-credits header).
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         let s = client.status();
-        if !s["quota"]["paused_until"].is_null() {
+        if !s["quota"]["paused_until"].is_null()
+            && s["quota"]["last_limit_error"]["code"] == "THRESHOLD_EXCEEDED"
+        {
             break s;
         }
         assert!(Instant::now() < deadline, "never paused: {s}");

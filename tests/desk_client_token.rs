@@ -226,6 +226,36 @@ async fn token_endpoint_throttle_is_respected() {
     );
 }
 
+/// A 401 while Zoho Accounts throttles refreshes waits for the throttle to lift and then succeeds, as a
+/// call whose token expired while throttled does: it does not fail the caller (a snapshot would stop).
+#[tokio::test]
+async fn a_401_while_refreshes_are_throttled_waits_and_succeeds() {
+    // One token request per 2 s window: the second refresh right after the first is "Access Denied".
+    let sim_cfg = SimConfig {
+        token_requests_per_window: 1,
+        token_window: Duration::from_secs(2),
+        ..SimConfig::default()
+    };
+    let env = start(sim_cfg, Quota::default()).await;
+    env.authorize().await;
+    let opts = ClientOptions {
+        token_throttle_first: Duration::from_secs(1),
+        max_token_wait: Duration::from_secs(30),
+        ..quick_options()
+    };
+    let client = env.client(opts);
+    env.fault(serde_json::json!({"kind": "revoke_tokens"})).await;
+    assert_eq!(client.list_page("tickets", 0, 5, &[]).await.unwrap().len(), 5);
+    env.fault(serde_json::json!({"kind": "revoke_tokens"})).await;
+    let started = Instant::now();
+    let page = client.list_page("tickets", 0, 5, &[]).await;
+    let waited = started.elapsed();
+    assert_eq!(page.unwrap().len(), 5);
+    // It did meet the throttle (waited at least the first pause), and waited no longer than needed.
+    assert!(waited >= Duration::from_millis(900), "{waited:?}: the refresh was not throttled");
+    assert!(waited < Duration::from_secs(15), "{waited:?}");
+}
+
 /// Desk refusing even a fresh token: one refresh, one retry, then one error (no loop).
 #[tokio::test]
 async fn a_refused_fresh_token_ends_in_one_error() {

@@ -102,3 +102,91 @@ async fn metrics_during_a_snapshot_cover_the_contract() {
     assert_eq!(rc, 0, "{}", common::tail(&err, 20));
     sim.stop().await.unwrap();
 }
+
+/// After a restart, modules whose snapshot an earlier run committed are not loaded again, and
+/// `snapshot_completed` still reads 1 for each of them (not the 0 every series starts at).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_completed_survives_a_restart() {
+    let sim = Simulator::start(zoho_desk_cdc::sim::SimConfig::default(), "127.0.0.1:0").await.unwrap();
+    let base = sim.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = common::unique("completed").replace('-', "_");
+    let aport = common::free_port();
+    let config = common::bridge_config_with(dir.path(), &base, &prefix, "", 0, aport);
+    let config = config.to_str().unwrap().to_owned();
+    common::auth(&base, &config).await;
+    let (rc, err) = common::run_initial_only(&config, Duration::from_secs(300)).await;
+    assert_eq!(rc, 0, "first load failed:\n{}", common::tail(&err, 40));
+
+    let bridge = common::Bridge::start(&["run", "--config", &config]);
+    let admin = format!("http://127.0.0.1:{aport}");
+    common::wait_ready(&admin).await;
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !common::snapshot_done(&admin).await {
+        assert!(Instant::now() < deadline, "the restarted bridge never reported its snapshot done");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let metrics = http.get(format!("{admin}/metrics")).send().await.unwrap().text().await.unwrap();
+    let (rc, err) = bridge.terminate(Duration::from_secs(30));
+    assert_eq!(rc, 0, "{}", common::tail(&err, 20));
+    assert_eq!(sum(&metrics, "snapshot_records_total"), 0.0, "the restart loaded modules again");
+    for module in zoho_desk_cdc::zoho::module::Module::DEFAULT {
+        let line =
+            format!("zoho_desk_cdc_snapshot_completed{{source=\"main\",module=\"{}\"}} 1", module.name());
+        assert!(metrics.lines().any(|l| l == line), "expected `{line}` in /metrics");
+    }
+    sim.stop().await.unwrap();
+}
+
+/// The credits a run spent today are written to the state topic, and a restart takes them up: the daily
+/// budget (and `api_credits_remaining`) does not start afresh with every process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spent_credits_survive_a_restart() {
+    let sim = Simulator::start(zoho_desk_cdc::sim::SimConfig::default(), "127.0.0.1:0").await.unwrap();
+    let base = sim.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = common::unique("credits").replace('-', "_");
+    let aport = common::free_port();
+    let config = common::bridge_config_with(dir.path(), &base, &prefix, "", 0, aport);
+    let config = config.to_str().unwrap().to_owned();
+    common::auth(&base, &config).await;
+    let admin = format!("http://127.0.0.1:{aport}");
+    let http = reqwest::Client::new();
+    let spent =
+        |status: serde_json::Value| status["sources"][0]["desk"]["quota"]["spent_today"].as_u64().unwrap();
+
+    let bridge = common::Bridge::start(&["run", "--config", &config]);
+    common::wait_ready(&admin).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !common::snapshot_done(&admin).await {
+        assert!(Instant::now() < deadline, "the load did not finish");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let first = spent(http.get(format!("{admin}/status")).send().await.unwrap().json().await.unwrap());
+    assert!(first > 0, "the load spent no credits");
+    // Past one persist interval (10 s), with nothing else spending.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let (rc, err) = bridge.terminate(Duration::from_secs(30));
+    assert_eq!(rc, 0, "{}", common::tail(&err, 20));
+    let first_log = err;
+
+    let bridge = common::Bridge::start(&["run", "--config", &config]);
+    common::wait_ready(&admin).await;
+    // The state topic is read once the admin server is up; the snapshot phase is decided after it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !common::snapshot_done(&admin).await {
+        assert!(Instant::now() < deadline, "the restarted bridge never reported its snapshot done");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let again = spent(http.get(format!("{admin}/status")).send().await.unwrap().json().await.unwrap());
+    let (rc, err) = bridge.terminate(Duration::from_secs(30));
+    assert_eq!(rc, 0, "{}", common::tail(&err, 20));
+    assert!(
+        again >= first,
+        "the restart counted {again} credits spent today, the first run {first}:\n{}\n{}",
+        common::tail(&first_log, 15),
+        common::tail(&err, 15)
+    );
+    sim.stop().await.unwrap();
+}

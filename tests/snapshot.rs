@@ -31,7 +31,9 @@ async fn initial_only_loads_every_module_exactly_once_with_minimal_api_calls() {
     let after: serde_json::Value =
         http.get(format!("{base}/_sim/stats")).send().await.unwrap().json().await.unwrap();
 
-    // Minimum calls: one per full page at the endpoint's maximum page size, over the list-able modules.
+    // Minimum calls: one per full page at the endpoint's maximum page size, over the list-able modules. A
+    // sorted walk's pages after the first start one row early (the overlap that shows a row moved back
+    // past a page's end by a delete nobody reported, src/pipeline/snapshot.rs), so they hold a row less.
     let mut min_calls = 0u64;
     for m in Module::DEFAULT {
         let spec = catalog::spec(m);
@@ -40,7 +42,11 @@ async fn initial_only_loads_every_module_exactly_once_with_minimal_api_calls() {
         }
         let n: Vec<serde_json::Value> =
             http.get(format!("{base}/_sim/state/{}", m.name())).send().await.unwrap().json().await.unwrap();
-        min_calls += (n.len() as u64).div_ceil(u64::from(spec.max_limit)).max(1);
+        let (n, limit) = (n.len() as u64, u64::from(spec.max_limit));
+        min_calls += match spec.walk {
+            Walk::Sorted if n > limit => 1 + (n - limit).div_ceil(limit - 1),
+            _ => n.div_ceil(limit).max(1),
+        };
     }
     let calls = after["requests_total"].as_u64().unwrap() - before["requests_total"].as_u64().unwrap();
     let field_calls = catalog::FIELD_MODULES.len() as u64;

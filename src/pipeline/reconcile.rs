@@ -16,7 +16,7 @@ use super::deletions;
 use super::snapshot::{self, Sink, SnapshotError};
 use super::source::SourceRuntime;
 use super::{DeskFailure, DeskPages, Page};
-use crate::change::{ChangeEvent, Record, record_time_ms};
+use crate::change::{ChangeEvent, Record, parse_desk_time, record_time_ms};
 use crate::kafka::table;
 use crate::metrics::RECONCILE_EVENTS_TOTAL;
 use crate::zoho::catalog::{self, OFFSET_CEILING, SEARCH_MAX_LIMIT, Walk};
@@ -41,6 +41,8 @@ pub enum ReconcileError {
     Table(#[from] crate::kafka::table::TableError),
     #[error("the reconciler spent its share of today's Desk credits ({limit}); it resumes after 00:00 UTC")]
     BudgetSpent { limit: u64 },
+    #[error("shutting down: the pass stopped before its next Desk call")]
+    ShuttingDown,
 }
 
 fn state_key(module: Module) -> String {
@@ -56,18 +58,22 @@ fn relist_key(module: Module) -> String {
 /// (as it does right after the snapshot, which keeps no hashes).
 const RELIST_STATE_MAX: usize = 10_000;
 
-/// Desk, as the reconciler may use it: every call is charged against a daily credit allowance.
+/// Desk, as the reconciler may use it: every call is charged against a daily credit allowance, and ends
+/// (as [`ReconcileError::ShuttingDown`]) when shutdown fires. Only the Desk calls race shutdown, never a
+/// pass as a whole: a pass dropped inside a commit would leave a transaction open on the stream producer
+/// the webhook receiver shares, and its writes during the drain would fail.
 struct Budgeted<'a, D> {
     desk: &'a D,
     limit: u64,
     /// (UTC day, credits charged that day).
     spent: Mutex<(chrono::NaiveDate, u64)>,
+    shutdown: CancellationToken,
 }
 
 impl<'a, D: DeskPages> Budgeted<'a, D> {
-    fn new(desk: &'a D, daily_credits: u64, share: f64) -> Self {
+    fn new(desk: &'a D, daily_credits: u64, share: f64, shutdown: CancellationToken) -> Self {
         let limit = ((daily_credits as f64) * share).floor().max(1.0) as u64;
-        Self { desk, limit, spent: Mutex::new((chrono::Utc::now().date_naive(), 0)) }
+        Self { desk, limit, spent: Mutex::new((chrono::Utc::now().date_naive(), 0)), shutdown }
     }
 
     fn charge(&self, cost: u64) -> bool {
@@ -91,11 +97,17 @@ impl<D: DeskPages> DeskPages for Budgeted<'_, D> {
         query: Vec<(String, String)>,
         records_key: &str,
     ) -> Result<Page, DeskFailure> {
+        if self.shutdown.is_cancelled() {
+            return Err(Box::new(ReconcileError::ShuttingDown));
+        }
         let cost = crate::zoho::client::classify(path, &query).cost();
         if !self.charge(cost) {
             return Err(Box::new(ReconcileError::BudgetSpent { limit: self.limit }));
         }
-        self.desk.page(path, query, records_key).await
+        tokio::select! {
+            page = self.desk.page(path, query, records_key) => page,
+            _ = self.shutdown.cancelled() => Err(Box::new(ReconcileError::ShuttingDown)),
+        }
     }
 }
 
@@ -118,8 +130,8 @@ pub async fn run<D: DeskPages>(
     interval: Duration,
     shutdown: &CancellationToken,
 ) {
-    let budget =
-        Budgeted::new(desk, runtime.settings.quota.daily_credits, runtime.settings.quota.reconcile_share);
+    let quota = &runtime.settings.quota;
+    let budget = Budgeted::new(desk, quota.daily_credits, quota.reconcile_share, shutdown.clone());
     let modules: Vec<Module> =
         runtime.modules.iter().copied().filter(|m| catalog::spec(*m).walk == Walk::Sorted).collect();
     let mut watermarks: Vec<i64> =
@@ -131,23 +143,23 @@ pub async fn run<D: DeskPages>(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
+        // A pass stops at its next Desk call once shutdown fires (see `Budgeted`); a commit it started
+        // finishes first.
         for (module, watermark) in modules.iter().zip(watermarks.iter_mut()) {
-            let pass = reconcile_module(runtime, &budget, *module, *watermark);
-            let outcome = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                r = pass => r,
-            };
+            let outcome = reconcile_module(runtime, &budget, *module, *watermark).await;
+            if shutdown.is_cancelled() {
+                return;
+            }
             match outcome {
                 Ok(next) => *watermark = next,
                 Err(error) => report(runtime, *module, &error),
             }
         }
         for (module, known) in relisted.iter().zip(hashes.iter_mut()) {
-            let pass = relist_module(runtime, &budget, *module, known);
-            let outcome = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                r = pass => r,
-            };
+            let outcome = relist_module(runtime, &budget, *module, known).await;
+            if shutdown.is_cancelled() {
+                return;
+            }
             if let Err(error) = outcome {
                 report(runtime, *module, &error);
             }
@@ -187,7 +199,7 @@ async fn relist_module<D: DeskPages>(
     module: Module,
     known: &mut HashMap<String, u64>,
 ) -> Result<(), ReconcileError> {
-    let records = snapshot::list_all(desk, module, runtime.settings.list_from_base).await?;
+    let records = snapshot::list_all(desk, runtime.name(), module, runtime.settings.list_from_base).await?;
     let now = chrono::Utc::now().timestamp_millis();
     let mut fresh = HashMap::with_capacity(records.len());
     let mut changes = Vec::new();
@@ -271,6 +283,10 @@ async fn reconcile_module<D: DeskPages>(
             .await
             .map_err(|source| ReconcileError::Desk { module, source })?;
         let fetched = u32::try_from(page.records.len()).unwrap_or(u32::MAX);
+        // The keyset is the sort key itself: a row without `modifiedTime` (its `createdTime` is no position
+        // in this order) leaves the pass to go on by offset.
+        let last_ms =
+            page.records.last().and_then(|r| r.get_str("modifiedTime")).and_then(|t| parse_desk_time(&t));
         let mut changes = Vec::new();
         let without_id = page.records.iter().filter(|row| row.id().is_none()).count();
         crate::metrics::records_without_id(runtime.name(), module, without_id as u64);
@@ -292,17 +308,14 @@ async fn reconcile_module<D: DeskPages>(
         let state = vec![(state_key(module), serde_json::json!({ "watermark_ms": newest }))];
         let committed = runtime.writer.commit(&runtime.stream_producer, changes, state).await?;
         found += committed.events as u64;
-        let consumed = from + fetched;
-        if fetched < SEARCH_MAX_LIMIT || page.count.is_some_and(|c| u64::from(consumed) >= c) {
-            break;
-        }
-        if consumed + SEARCH_MAX_LIMIT > OFFSET_CEILING {
-            // Keyset: restart the window at the newest modification seen (re-reads at that instant are
-            // dropped by the ordering guard).
-            window_start = newest;
-            from = 0;
-        } else {
-            from = consumed;
+        match next_page(window_start, from, fetched, page.count, last_ms) {
+            Next::Done => break,
+            Next::At { window_start: start, from: offset } => (window_start, from) = (start, offset),
+            Next::TieOverflow => {
+                tracing::warn!(source = runtime.name(), module = %module, at_ms = window_start,
+                    "More rows share one modifiedTime than Desk lets a search page through; the rest waits for the next pass.");
+                break;
+            }
         }
     }
     if found > 0 {
@@ -313,6 +326,115 @@ async fn reconcile_module<D: DeskPages>(
     Ok(newest)
 }
 
+/// Where a pass reads next.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    Done,
+    At {
+        window_start: i64,
+        from: u32,
+    },
+    /// The window's start instant alone holds more rows than Desk pages through.
+    TieOverflow,
+}
+
+/// Keyset paging: the next page's window starts at the last row's `modifiedTime` with `from=0`. Offsets
+/// are not stable under a pass: a row edited meanwhile leaves the range (its new time is past the pass's
+/// upper bound) and every later row moves up one, so the row at a page boundary would be skipped while
+/// the watermark moved past it. Rows at the boundary instant are read again and dropped by the ordering
+/// guard (same version), without a detail call. Only when a whole page sits at the window's start instant
+/// does the pass go on by offset within it.
+fn next_page(window_start: i64, from: u32, fetched: u32, count: Option<u64>, last_ms: Option<i64>) -> Next {
+    let consumed = from.saturating_add(fetched);
+    if fetched < SEARCH_MAX_LIMIT || count.is_some_and(|c| u64::from(consumed) >= c) {
+        return Next::Done;
+    }
+    match last_ms {
+        Some(last) if last > window_start => Next::At { window_start: last, from: 0 },
+        _ if consumed.saturating_add(SEARCH_MAX_LIMIT) > OFFSET_CEILING => Next::TieOverflow,
+        _ => Next::At { window_start, from: consumed },
+    }
+}
+
 fn change(module: Module, id: &str, record: Record, version: i64) -> ChangeEvent {
     ChangeEvent::update(module, id, record, version, None, "reconcile")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A search over `rows` (id, modifiedTime) sorted by time, as Desk pages `[start, upper]` from `from`.
+    fn search(rows: &[(u32, i64)], start: i64, upper: i64, from: u32) -> (Vec<(u32, i64)>, u64) {
+        let hits: Vec<_> = rows.iter().copied().filter(|(_, t)| (start..=upper).contains(t)).collect();
+        let page = hits.iter().copied().skip(from as usize).take(SEARCH_MAX_LIMIT as usize).collect();
+        (page, hits.len() as u64)
+    }
+
+    #[test]
+    fn a_row_edited_during_a_pass_moves_no_other_row_out_of_it() {
+        // 250 rows modified one second apart; the pass's upper bound is after all of them.
+        let mut rows: Vec<(u32, i64)> = (0..250).map(|i| (i, 1_000_000 + i64::from(i) * 1_000)).collect();
+        let upper = 2_000_000;
+        let (mut start, mut from) = (0, 0);
+        let mut seen = std::collections::HashSet::new();
+        for page_no in 0.. {
+            let (page, count) = search(&rows, start, upper, from);
+            seen.extend(page.iter().map(|r| r.0));
+            if page_no == 0 {
+                // Row 10 is edited after the first page was read: its new time is past the upper bound.
+                rows.retain(|r| r.0 != 10);
+                rows.push((10, upper + 5_000));
+            }
+            let fetched = page.len() as u32;
+            match next_page(start, from, fetched, Some(count), page.last().map(|r| r.1)) {
+                Next::Done => break,
+                Next::At { window_start, from: f } => (start, from) = (window_start, f),
+                Next::TieOverflow => panic!("no ties here"),
+            }
+        }
+        let missed: Vec<u32> = (0..250).filter(|i| !seen.contains(i)).collect();
+        assert!(missed.is_empty(), "rows never read: {missed:?}");
+    }
+
+    #[test]
+    fn a_page_all_at_one_instant_goes_on_by_offset_within_it() {
+        let full = SEARCH_MAX_LIMIT;
+        assert_eq!(next_page(5, 0, full, None, Some(9)), Next::At { window_start: 9, from: 0 });
+        assert_eq!(next_page(5, 0, full, None, Some(5)), Next::At { window_start: 5, from: full });
+        assert_eq!(next_page(5, 0, full - 1, None, Some(9)), Next::Done);
+        assert_eq!(next_page(5, 0, full, Some(u64::from(full)), Some(9)), Next::Done);
+        assert_eq!(next_page(5, OFFSET_CEILING - full, full, None, Some(5)), Next::TieOverflow);
+    }
+
+    /// Desk that never answers.
+    struct Hanging;
+
+    impl DeskPages for Hanging {
+        async fn page(&self, _: &str, _: Vec<(String, String)>, _: &str) -> Result<Page, DeskFailure> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_a_pending_desk_call_not_the_pass() {
+        let shutdown = CancellationToken::new();
+        let budget = Budgeted::new(&Hanging, 1_000, 1.0, shutdown.clone());
+        let call = budget.page("tickets/search", Vec::new(), "data");
+        let cancel = async {
+            tokio::task::yield_now().await;
+            shutdown.cancel();
+        };
+        let (result, ()) =
+            tokio::time::timeout(Duration::from_secs(5), async { tokio::join!(call, cancel) }).await.unwrap();
+        let error = result.unwrap_err();
+        assert!(
+            matches!(error.downcast_ref::<ReconcileError>(), Some(ReconcileError::ShuttingDown)),
+            "{error}"
+        );
+        // Later calls of the pass end at once, before charging credits.
+        assert!(budget.page("tickets/search", Vec::new(), "data").await.is_err());
+        assert_eq!(budget.spent.lock().unwrap().1, 3);
+    }
 }

@@ -14,7 +14,7 @@ use super::{DeskFailure, DeskPages, Page};
 use crate::change::Record;
 use crate::change::{ChangeEvent, Op, SnapshotMarker, record_time_ms};
 use crate::kafka::producer::TxProducer;
-use crate::metrics::{SNAPSHOT_COMPLETED, SNAPSHOT_RECORDS_TOTAL};
+use crate::metrics::SNAPSHOT_RECORDS_TOTAL;
 use crate::zoho::catalog::{self, FIELD_MODULES, OFFSET_CEILING, SEARCH_MAX_LIMIT, Walk};
 use crate::zoho::module::Module;
 use tokio_util::sync::CancellationToken;
@@ -131,7 +131,7 @@ pub async fn run_module<D: DeskPages>(
         p.percent = Some(100.0);
         p.eta_s = Some(0);
     });
-    metrics::gauge!(SNAPSHOT_COMPLETED, "source" => sink.source.to_owned(), "module" => name).set(1.0);
+    crate::metrics::snapshot_completed(sink.source, module);
     tracing::info!(
         source = sink.source,
         module = name,
@@ -223,7 +223,7 @@ async fn walk<D: DeskPages>(
                     sorted_step(desk, module, taken, listing, (from, seq), &mut recent).await
                 }
                 (Walk::List, _) => list_step(desk, module, taken, list_from_base).await,
-                (Walk::FieldMetadata, _) => fields_step(desk, module, taken).await,
+                (Walk::FieldMetadata, _) => fields_step(desk, sink.source, module, taken).await,
                 (_, None) => whole_step(desk, module, taken).await,
             }
         };
@@ -249,7 +249,7 @@ async fn rewind_from(
     cursor: &SnapshotCursor,
     history: &mut std::collections::VecDeque<(PageContext, u32, i64)>,
 ) -> (u32, u64) {
-    let Shifts { seq, new_deletes, earliest_ms: earliest, changing } =
+    let Shifts { seq, new_deletes, earliest_ms: earliest, .. } =
         sink.writer.shifts_since(walked, cursor.deletes_seen).await;
     let ctx = PageContext::of(cursor);
     history.retain(|(c, _, _)| *c == ctx);
@@ -261,12 +261,17 @@ async fn rewind_from(
     if history.len() > 32 {
         history.pop_front();
     }
-    // Deletes Desk has not reported yet, and updates taking rows out of a split part, shift rows too: once
-    // the module is seen changing, every page after the first starts a row early, so `shifted` can see its
-    // predecessor's last row, and a few rows early once it is seen deleting (re-read rows are dropped as
-    // recent ids). An org Desk is not changing keeps the minimum number of calls.
-    let margin = if seq > 0 { SHIFT_MARGIN } else { u32::from(changing) };
-    (request_from.min(cursor.from).saturating_sub(margin), seq)
+    (overlapped(request_from.min(cursor.from), seq), seq)
+}
+
+/// Where a page asked for at `from` starts once overlapped with its predecessor. Deletes Desk has not
+/// reported (a module without webhook events, or none registered) and updates taking rows out of a split
+/// part shift rows too, and nothing announces them: every page after the first starts at least one row
+/// early, so `shifted` can see its predecessor's last row, and a few rows early once the module is seen
+/// deleting. Re-read rows are dropped as recent ids; the cost is one row per page (about 1% more calls).
+fn overlapped(from: u32, deletes_seq: u64) -> u32 {
+    let margin = if deletes_seq > 0 { SHIFT_MARGIN } else { 1 };
+    from.saturating_sub(margin)
 }
 
 /// Whether the list shifted under a page that starts before the previous page's end: that page's last row
@@ -304,7 +309,7 @@ async fn fetch_record<D: DeskPages>(
 const DELETE_CLOCK_SLACK_MS: i64 = 2_000;
 
 /// Rows each page of a sorted walk re-reads before its offset once the walked module has had a delete
-/// committed since start (one row once it has had any change). A row deleted before the offset between two
+/// committed since start (one row otherwise, see [`overlapped`]). A row deleted before the offset between two
 /// page reads moves the next unread row back into the page already read; a delete reported (as a webhook
 /// event) before the next read rewinds the walk, this margin covers a few unreported ones, and a page that
 /// misses its predecessor's last row is read again from a page earlier (`shifted`), whatever moved the rows.
@@ -543,37 +548,41 @@ async fn sorted_step<D: DeskPages>(
     let (searching, window_start_ms, upper_ms) = (next.searching, next.window_start_ms, next.upper_ms);
     let mut query: Vec<(String, String)> = partition.as_ref().map(Partition::query).unwrap_or_default();
     let limit = if searching { SEARCH_MAX_LIMIT } else { spec.max_limit };
-    // Rows read again before the page when the list shifted under the walk.
-    let (mut page, reread) = if searching {
+    let (path, list_base) = if searching {
         let start = window_start_ms.unwrap_or(0);
         query.push(("createdTimeRange".into(), format!("{},{}", iso(start), iso(upper_ms))));
-        query.push(("sortBy".into(), "createdTime".into()));
-        query.push(("from".into(), request_from.to_string()));
-        query.push(("limit".into(), limit.to_string()));
-        (fetch(desk, module, format!("{}/search", spec.path), query, spec.records_key).await?, Vec::new())
+        (format!("{}/search", spec.path), 0)
     } else {
         query.extend(spec.list_query.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        query.push(("sortBy".into(), "createdTime".into()));
-        query.push(("limit".into(), limit.to_string()));
-        let list_at = |offset: u32| {
-            let mut query = query.clone();
-            query.push(("from".into(), (base + offset).to_string()));
-            fetch(desk, module, spec.path.to_owned(), query, spec.records_key)
-        };
-        let page = list_at(request_from).await?;
-        // Rows left the list before the previous page's end since it was read: the rows that moved back
-        // past that end were skipped. Read them again (re-read rows are dropped as recent ids).
-        let reread = if shifted(&next, request_from, limit, &page) {
-            list_at(request_from.saturating_sub(limit)).await?.records
-        } else {
-            Vec::new()
-        };
-        (page, reread)
+        (spec.path.to_owned(), base)
+    };
+    query.push(("sortBy".into(), "createdTime".into()));
+    query.push(("limit".into(), limit.to_string()));
+    let read_at = |offset: u32| {
+        let mut query = query.clone();
+        query.push(("from".into(), (list_base + offset).to_string()));
+        fetch(desk, module, path.clone(), query, spec.records_key)
+    };
+    let mut page = read_at(request_from).await?;
+    // Rows left the list (or the search window) before the previous page's end since it was read: the rows
+    // that moved back past that end were skipped. Read them again (re-read rows are dropped as recent ids,
+    // before any detail call).
+    let reread_from = shifted(&next, request_from, limit, &page).then(|| request_from.saturating_sub(limit));
+    let reread = match reread_from {
+        Some(offset) => read_at(offset).await?.records,
+        None => Vec::new(),
     };
     let fetched = u32::try_from(page.records.len()).unwrap_or(u32::MAX);
     next.prev_page_ids = page.records.iter().filter_map(cursor_id).collect();
-    page.records.splice(0..0, reread);
-    if searching && request_from == 0 {
+    if !reread.is_empty() {
+        // The two reads overlap where the rows moved (rare: only after a shift), so keep each id once.
+        let mut ids = std::collections::HashSet::with_capacity(reread.len() + page.records.len());
+        let mut both = reread;
+        both.append(&mut page.records);
+        both.retain(|r| r.id().is_none_or(|id| ids.insert(id.into_owned())));
+        page.records = both;
+    }
+    if searching && (request_from == 0 || reread_from == Some(0)) {
         // Skip what was emitted at the window's start instant before the window moved.
         page.records.retain(|r| {
             !(created_ms(r) == window_start_ms
@@ -597,7 +606,6 @@ async fn sorted_step<D: DeskPages>(
     next.records += page.records.len() as u64;
     let consumed = request_from + fetched;
     let exhausted = fetched < limit || page.count.is_some_and(|c| u64::from(consumed) >= c);
-    let list_base = if searching { 0 } else { base };
     if exhausted {
         if partition.is_some() {
             next.next_partition();
@@ -709,6 +717,7 @@ const DETAIL_CALLS_IN_FLIGHT: usize = 16;
 /// re-list of the modules Desk sends no webhook events for.
 pub async fn list_all<D: DeskPages>(
     desk: &D,
+    source: &str,
     module: Module,
     base: u32,
 ) -> Result<Vec<Record>, SnapshotError> {
@@ -719,7 +728,7 @@ pub async fn list_all<D: DeskPages>(
         let (page, next) = match catalog::spec(module).walk {
             Walk::List => list_step(desk, module, cursor_now, base).await?,
             Walk::Whole => whole_step(desk, module, cursor_now).await?,
-            Walk::FieldMetadata => fields_step(desk, module, cursor_now).await?,
+            Walk::FieldMetadata => fields_step(desk, source, module, cursor_now).await?,
             Walk::Sorted | Walk::PerTicket => return Err(SnapshotError::NotListable(module)),
         };
         out.extend(page.records);
@@ -773,8 +782,20 @@ async fn whole_step<D: DeskPages>(
     Ok((page, next))
 }
 
+/// Whether Desk answered that the module asked about is not available to the org (reference C.3): 403
+/// LICENSE_ACCESS_LIMITED (its edition lacks the module), 404, or 422 (a module name it does not know).
+fn not_available(error: &super::DeskFailure) -> bool {
+    match error.downcast_ref::<crate::zoho::error::ZohoError>() {
+        Some(crate::zoho::error::ZohoError::Desk { status, code, .. }) => {
+            matches!(status, 404 | 422) || (*status == 403 && code == "LICENSE_ACCESS_LIMITED")
+        }
+        _ => false,
+    }
+}
+
 async fn fields_step<D: DeskPages>(
     desk: &D,
+    source: &str,
     module: Module,
     cursor: SnapshotCursor,
 ) -> Result<(Page, SnapshotCursor), SnapshotError> {
@@ -787,11 +808,16 @@ async fn fields_step<D: DeskPages>(
     let query = vec![("module".to_owned(), (*parent).to_owned())];
     let mut page = match desk.page(spec.path, query, spec.records_key).await {
         Ok(p) => p,
-        Err(error) => {
-            // A module the org's edition does not have must not stop the others.
-            tracing::warn!(module = parent, %error, "Cannot load custom-field metadata; skipping this module.");
+        // A module the org's edition does not have must not stop the others. Anything else (a 5xx or 429s
+        // after the retries, a token failure) fails the step: skipped, the part would count as done and
+        // never be loaded again.
+        Err(error) if not_available(&error) => {
+            tracing::warn!(source, module = parent, %error,
+                "Desk says this module's custom-field metadata is not available to the org; skipping it.");
+            crate::metrics::field_metadata_skipped(source, parent);
             Page::default()
         }
+        Err(source) => return Err(SnapshotError::Desk { module, source }),
     };
     for r in &mut page.records {
         *r = r.with("module", &serde_json::Value::String((*parent).to_owned()));
@@ -947,6 +973,151 @@ mod tests {
         let other = SnapshotCursor { recent_ids: ids(2000..2010).into(), ..Default::default() };
         recent.follow(&other);
         assert!(!recent.contains("x0") && recent.contains("2000"));
+    }
+
+    /// Desk's products sorted by `createdTime` (0-based `from`, list and search alike), one of which is
+    /// trashed right after a given call without anyone being told (products have no webhook events).
+    struct TrashedBetweenPages {
+        rows: std::sync::Mutex<Vec<u32>>,
+        calls: std::sync::atomic::AtomicUsize,
+        trash_after_call: usize,
+        victim: u32,
+    }
+
+    fn product(i: u32) -> Record {
+        let created = iso(1_700_000_000_000 + i64::from(i) * 1_000);
+        Record::parse(&format!(r#"{{"id":"{i}","createdTime":"{created}"}}"#)).unwrap()
+    }
+
+    impl DeskPages for TrashedBetweenPages {
+        async fn page(
+            &self,
+            path: &str,
+            query: Vec<(String, String)>,
+            _: &str,
+        ) -> Result<Page, super::super::DeskFailure> {
+            let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            let mut rows = self.rows.lock().unwrap();
+            let arg = |k: &str| query.iter().find(|(q, _)| q == k).map_or(0, |(_, v)| v.parse().unwrap());
+            let page = match path.strip_prefix("products/") {
+                Some("search") | None => Page {
+                    records: rows.iter().skip(arg("from")).take(arg("limit")).map(|i| product(*i)).collect(),
+                    count: (path != "products").then_some(rows.len() as u64),
+                },
+                Some(id) => Page { records: vec![product(id.parse().unwrap())], count: None },
+            };
+            if call == self.trash_after_call {
+                rows.retain(|r| *r != self.victim);
+            }
+            Ok(page)
+        }
+    }
+
+    /// Walks products from `cursor` as [`walk`] does for an org with no reported deletes.
+    async fn walk_products(desk: &TrashedBetweenPages, mut cursor: SnapshotCursor) -> Vec<String> {
+        let listing = Listing { list_from_base: 0, split_fields: &[] };
+        let mut recent = RecentIds::of(&cursor);
+        let mut emitted = Vec::new();
+        while !cursor.done {
+            let from = overlapped(cursor.from, 0);
+            let (page, next) =
+                sorted_step(desk, Module::Products, cursor, &listing, (from, 0), &mut recent).await.unwrap();
+            emitted.extend(page.records.iter().filter_map(id_of));
+            cursor = next;
+        }
+        emitted
+    }
+
+    #[tokio::test]
+    async fn an_unreported_delete_between_pages_loses_no_row_and_repeats_none() {
+        let at_ceiling = SnapshotCursor {
+            searching: true,
+            window_start_ms: Some(0),
+            upper_ms: i64::MAX,
+            ..Default::default()
+        };
+        let listed = SnapshotCursor { upper_ms: i64::MAX, ..Default::default() };
+        for (start, what) in [(listed, "list"), (at_ceiling, "search")] {
+            // Row 10 goes after the first page was read: every later row moves up one offset, so row 100
+            // sits where the first page ended when the second is asked for.
+            let desk = TrashedBetweenPages {
+                rows: std::sync::Mutex::new((0..250).collect()),
+                calls: Default::default(),
+                trash_after_call: 1,
+                victim: 10,
+            };
+            let emitted = walk_products(&desk, start).await;
+            let survivors = desk.rows.lock().unwrap().clone();
+            for id in survivors {
+                let times = emitted.iter().filter(|e| **e == id.to_string()).count();
+                assert_eq!(times, 1, "{what}: row {id} emitted {times} times");
+            }
+            let unique: std::collections::HashSet<_> = emitted.iter().collect();
+            assert_eq!(unique.len(), emitted.len(), "{what}: a row was emitted twice");
+        }
+    }
+
+    /// Desk's field metadata where every module's call fails with `error`.
+    struct FieldsFail(fn() -> crate::zoho::error::ZohoError);
+
+    impl DeskPages for FieldsFail {
+        async fn page(
+            &self,
+            _: &str,
+            _: Vec<(String, String)>,
+            _: &str,
+        ) -> Result<Page, super::super::DeskFailure> {
+            Err(Box::new((self.0)()))
+        }
+    }
+
+    #[tokio::test]
+    async fn field_metadata_is_skipped_only_where_desk_says_it_is_not_available() {
+        use crate::zoho::error::ZohoError;
+        fn desk(status: u16, code: &str) -> ZohoError {
+            let (source_name, endpoint, message) = ("s".into(), "fields".into(), String::new());
+            ZohoError::Desk { source_name, endpoint, status, code: code.into(), message }
+        }
+        let skipped: [fn() -> ZohoError; 3] = [
+            || desk(403, "LICENSE_ACCESS_LIMITED"),
+            || desk(404, "URL_NOT_FOUND"),
+            || desk(422, "INVALID_DATA"),
+        ];
+        for error in skipped {
+            let (page, next) =
+                fields_step(&FieldsFail(error), "s", Module::OrganizationFields, SnapshotCursor::default())
+                    .await
+                    .unwrap();
+            assert!(page.records.is_empty() && next.part == 1, "{}", error());
+        }
+        let failed: [fn() -> ZohoError; 4] = [
+            || desk(403, "FORBIDDEN"),
+            || ZohoError::RetriesExhausted {
+                source_name: "s".into(),
+                endpoint: "fields".into(),
+                attempts: 5,
+                status: 500,
+                code: String::new(),
+                message: String::new(),
+            },
+            || ZohoError::TokenThrottled {
+                source_name: "s".into(),
+                retry_after: std::time::Duration::from_secs(9),
+            },
+            || ZohoError::RefreshTokenRejected { source_name: "s".into() },
+        ];
+        for error in failed {
+            let desk = FieldsFail(error);
+            let step = fields_step(&desk, "s", Module::OrganizationFields, SnapshotCursor::default());
+            assert!(step.await.is_err(), "{} was skipped", error());
+        }
+    }
+
+    #[test]
+    fn pages_after_the_first_overlap_their_predecessor() {
+        assert_eq!(overlapped(0, 0), 0);
+        assert_eq!(overlapped(100, 0), 99);
+        assert_eq!(overlapped(100, 4), 100 - SHIFT_MARGIN);
     }
 
     #[test]

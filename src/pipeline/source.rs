@@ -147,6 +147,10 @@ impl SourceRuntime {
                     .get(&SnapshotCursor::state_key(*m))
                     .and_then(|v| serde_json::from_value(v.clone()).ok());
                 if !should_snapshot(mode, committed.as_ref()) {
+                    // Committed by an earlier run: the gauge reads what is true, not 0 after every restart.
+                    if committed.as_ref().is_some_and(|c| c.done) {
+                        crate::metrics::snapshot_completed(&name, *m);
+                    }
                     self.progress.update(m.name(), |p| {
                         p.phase = "streaming".into();
                         if let Some(c) = &committed {

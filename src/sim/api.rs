@@ -272,9 +272,15 @@ async fn handle(
         e.with_header("x-rate-limit-remaining-v3", &remaining.to_string())
     };
 
-    let (fail, limit, latency) = {
+    let (fail, limit, latency, truncate, empty) = {
         let mut f = lock(&sim.faults);
-        (f.roll(FaultKind::Http500), f.roll(FaultKind::RateLimit), f.roll(FaultKind::Latency))
+        (
+            f.roll(FaultKind::Http500),
+            f.roll(FaultKind::RateLimit),
+            f.roll(FaultKind::Latency),
+            f.roll(FaultKind::TruncatedBody).is_some(),
+            f.roll(FaultKind::EmptyObject).is_some(),
+        )
     };
     let delay = sim.cfg.api_latency + latency.unwrap_or_default();
     if !delay.is_zero() {
@@ -289,6 +295,16 @@ async fn handle(
 
     let result = execute(sim, &route, &params, body).await;
     let mut resp = match result {
+        Ok((status, Some(_))) if empty => (status, axum::Json(json!({}))).into_response(),
+        Ok((status, Some(v))) if truncate => {
+            let text = v.to_string();
+            let mut cut = text.len() / 2;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let cut = text.get(..cut).unwrap_or_default().to_owned();
+            (status, [(axum::http::header::CONTENT_TYPE, "application/json")], cut).into_response()
+        }
         Ok((status, Some(v))) => (status, axum::Json(v)).into_response(),
         Ok((status, None)) => (status, Body::empty()).into_response(),
         Err(e) => rate_headers(e).into_response(),

@@ -284,7 +284,7 @@ async fn faults(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
     };
     let Some(kind) = FaultKind::parse(&req.kind) else {
         return bad(format!(
-            "unknown kind '{}' (http_500, latency, rate_limit, revoke_tokens, drop_webhooks)",
+            "unknown kind '{}' (http_500, latency, rate_limit, revoke_tokens, drop_webhooks, truncated_body, empty_object)",
             req.kind
         ));
     };

@@ -11,6 +11,10 @@ pub enum FaultKind {
     RateLimit,
     RevokeTokens,
     DropWebhooks,
+    /// A 2xx answer whose JSON body is cut off half-way (a proxy or connection cutting it short).
+    TruncatedBody,
+    /// A 2xx answer whose body is `{}` (no records key): what a misbehaving gateway sends.
+    EmptyObject,
 }
 
 impl FaultKind {
@@ -21,6 +25,8 @@ impl FaultKind {
             "rate_limit" => Some(FaultKind::RateLimit),
             "revoke_tokens" => Some(FaultKind::RevokeTokens),
             "drop_webhooks" => Some(FaultKind::DropWebhooks),
+            "truncated_body" => Some(FaultKind::TruncatedBody),
+            "empty_object" => Some(FaultKind::EmptyObject),
             _ => None,
         }
     }

@@ -2,10 +2,11 @@
 //! access token and the `orgId` header, and ends as a value, a recovered retry, or one [`ZohoError`].
 //!
 //! Retry policy: 429 TOO_MANY_REQUESTS, 5xx and transport failures back off exponentially with jitter, a
-//! bounded number of times; THRESHOLD_EXCEEDED pauses the whole org until the reset and then retries the
-//! same call (so no caller loses its place); 401 refreshes the token once; other 4xx are final.
+//! bounded number of times, and so does a 2xx body that is not what the endpoint returns; THRESHOLD_EXCEEDED
+//! pauses the whole org until the reset and then retries the same call (so no caller loses its place); 401
+//! refreshes the token once; other 4xx are final.
 
-use crate::metrics::API_REQUESTS_TOTAL;
+use crate::metrics::{API_INVALID_RESPONSES_TOTAL, API_REQUESTS_TOTAL};
 use crate::secret::Secret;
 use crate::zoho::error::ZohoError;
 use crate::zoho::oauth::TokenManager;
@@ -30,6 +31,11 @@ pub struct ClientOptions {
     pub backoff_max: Duration,
     /// How long a call may wait for Zoho Accounts to lift its token throttle before failing.
     pub max_token_wait: Duration,
+    /// The first pause after Zoho Accounts throttles a token refresh; doubles per further throttle, up
+    /// to ten minutes (Zoho allows 10 token requests per 10 minutes and names no retry time).
+    pub token_throttle_first: Duration,
+    /// How long calls wait, when Desk's X-Rate-Limit-Remaining-v3 says no call fits, before one asks again.
+    pub desk_remaining_recheck: Duration,
     /// The `from` of the first record on list endpoints (reference B.1: Desk's docs disagree). With 0
     /// against a 1-based Desk, pages overlap by one record and [`crate::zoho::pager::ListPager`] drops it;
     /// with 1 against a 0-based Desk the first record would be lost, so 0 is the safe default.
@@ -46,6 +52,8 @@ impl Default for ClientOptions {
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
             max_token_wait: Duration::from_secs(900),
+            token_throttle_first: Duration::from_secs(60),
+            desk_remaining_recheck: crate::zoho::quota::DESK_REMAINING_RECHECK,
             list_from_base: 0,
         }
     }
@@ -210,8 +218,7 @@ impl DeskClient {
         path: &str,
         query: &[(String, String)],
     ) -> Result<Option<Value>, ZohoError> {
-        let body = self.call(Method::GET, endpoint, path, query, None, classify(path, query)).await?;
-        self.json(endpoint, body)
+        self.get_parsed(endpoint, path, query, Self::parse_json).await
     }
 
     /// A write (`POST`/`PATCH`/`DELETE`) with an optional JSON body; `Ok(None)` on 204. Retried like reads,
@@ -240,10 +247,9 @@ impl DeskClient {
         let mut query = vec![("from".to_owned(), from.to_string()), ("limit".to_owned(), limit.to_string())];
         query.extend_from_slice(extra_query);
         let endpoint = endpoint_label(path);
-        let body = self
-            .call(Method::GET, &endpoint, path, &query, None, CallKind::Page { from: from.into() })
-            .await?;
-        Ok(self.json(&endpoint, body)?.map(extract_records).unwrap_or_default())
+        let kind = CallKind::Page { from: from.into() };
+        let body = self.get_parsed_as(&endpoint, path, &query, kind, Self::parse_json).await?;
+        Ok(body.map(extract_records).unwrap_or_default())
     }
 
     /// One search page (`from` is 0-based on search endpoints) with Desk's total `count`.
@@ -257,10 +263,8 @@ impl DeskClient {
         let mut query = vec![("from".to_owned(), from.to_string()), ("limit".to_owned(), limit.to_string())];
         query.extend_from_slice(extra_query);
         let endpoint = endpoint_label(path);
-        let body = self
-            .call(Method::GET, &endpoint, path, &query, None, CallKind::Page { from: from.into() })
-            .await?;
-        Ok(match self.json(&endpoint, body)? {
+        let kind = CallKind::Page { from: from.into() };
+        Ok(match self.get_parsed_as(&endpoint, path, &query, kind, Self::parse_json).await? {
             None => SearchPage::default(),
             Some(v) => {
                 let count = v.get("count").and_then(|c| c.as_u64().or_else(|| c.as_str()?.parse().ok()));
@@ -278,9 +282,9 @@ impl DeskClient {
     ) -> Result<Option<Value>, ZohoError> {
         let full = format!("{}/{}", path.trim_matches('/'), id);
         let endpoint = format!("{}/{{id}}", endpoint_label(path));
-        match self.call(Method::GET, &endpoint, &full, query, None, CallKind::Detail).await {
+        match self.get_parsed_as(&endpoint, &full, query, CallKind::Detail, Self::parse_json).await {
             Err(e) if e.is_not_found() => Ok(None),
-            other => self.json(&endpoint, other?),
+            other => other,
         }
     }
 
@@ -308,13 +312,61 @@ impl DeskClient {
         path: &str,
         query: &[(String, String)],
     ) -> Result<Option<Arc<str>>, ZohoError> {
-        let Some(body) = self.call(Method::GET, endpoint, path, query, None, classify(path, query)).await?
-        else {
-            return Ok(None);
-        };
-        std::str::from_utf8(&body)
-            .map(|text| Some(Arc::from(text)))
-            .map_err(|_| self.invalid_response(endpoint, "the body is not UTF-8".into()))
+        self.get_parsed(endpoint, path, query, Ok).await
+    }
+
+    /// A GET whose 2xx body (shared text, UTF-8 checked; `None` on 204 or a blank body) `parse` reads.
+    /// A body `parse` refuses (cut short, not JSON, not the endpoint's shape) is retried like a 5xx:
+    /// a proxy or Desk itself sent it, and treating it as final would stop the whole source on one bad
+    /// answer. Every refused body is counted in [`API_INVALID_RESPONSES_TOTAL`].
+    pub async fn get_parsed<T>(
+        &self,
+        endpoint: &str,
+        path: &str,
+        query: &[(String, String)],
+        parse: impl Fn(Option<Arc<str>>) -> Result<T, String>,
+    ) -> Result<T, ZohoError> {
+        self.get_parsed_as(endpoint, path, query, classify(path, query), parse).await
+    }
+
+    async fn get_parsed_as<T>(
+        &self,
+        endpoint: &str,
+        path: &str,
+        query: &[(String, String)],
+        kind: CallKind,
+        parse: impl Fn(Option<Arc<str>>) -> Result<T, String>,
+    ) -> Result<T, ZohoError> {
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let body = self.call(Method::GET, endpoint, path, query, None, kind).await?;
+            let parsed = match body {
+                None => parse(None),
+                Some(bytes) => match std::str::from_utf8(&bytes) {
+                    Ok(text) => parse(Some(Arc::from(text))),
+                    Err(_) => Err("the body is not UTF-8".to_owned()),
+                },
+            };
+            let message = match parsed {
+                Ok(v) => return Ok(v),
+                Err(message) => message,
+            };
+            metrics::counter!(API_INVALID_RESPONSES_TOTAL,
+                "source" => self.inner.source.clone(), "endpoint" => endpoint.to_owned())
+            .increment(1);
+            if attempts >= self.inner.opts.max_attempts {
+                return Err(self.invalid_response(endpoint, format!("{message} (after {attempts} attempts)")));
+            }
+            tracing::warn!(source = %self.inner.source, endpoint, attempt = attempts, error = %message,
+                "Desk answered 2xx with a body that is not what the endpoint returns; retrying.");
+            tokio::time::sleep(self.inner.opts.backoff(attempts)).await;
+        }
+    }
+
+    /// Reads a 2xx body as JSON (`None` stays `None`: a 204).
+    fn parse_json(body: Option<Arc<str>>) -> Result<Option<Value>, String> {
+        body.map(|text| serde_json::from_str(&text).map_err(|e| e.to_string())).transpose()
     }
 
     /// A body Desk answered 2xx with that is not what the endpoint returns.
@@ -392,7 +444,13 @@ impl DeskClient {
                 Attempt::Paused => continue,
                 Attempt::Reauth { .. } if !reauthed => {
                     reauthed = true;
-                    self.inner.tokens.token_rejected(&token.token).await?;
+                    match self.inner.tokens.token_rejected(&token.token).await {
+                        // Zoho Accounts throttles refreshes: the token wait at the top of the loop takes
+                        // over (bounded by `max_token_wait`), as for a token that expires while throttled.
+                        // Failing here would stop a whole load on a 401 that a short wait heals.
+                        Ok(_) | Err(ZohoError::TokenThrottled { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
                 Attempt::Reauth { code, message } => {
                     return Err(ZohoError::Unauthorized {

@@ -65,6 +65,26 @@ impl DataCenter {
         }
     }
 
+    /// Minutes east of UTC of the time zone whose midnight resets the org's daily API credits. The
+    /// reference (C.1) says credits reset "at midnight of the DC's timezone" without naming the zones;
+    /// these are the standard-time offsets of where each data center serves from (an inference:
+    /// US Pacific, EU Central, India, Australia Eastern, Japan, China, Canada Eastern, Saudi Arabia, UK).
+    /// Daylight saving is not applied, so a reset may come up to an hour later than this says; a call made
+    /// early meets THRESHOLD_EXCEEDED, whose Retry-After then gives the exact time.
+    pub fn credit_reset_utc_offset_min(self) -> i32 {
+        match self {
+            DataCenter::Us => -8 * 60,
+            DataCenter::Eu => 60,
+            DataCenter::India => 5 * 60 + 30,
+            DataCenter::Australia => 10 * 60,
+            DataCenter::Japan => 9 * 60,
+            DataCenter::China => 8 * 60,
+            DataCenter::Canada => -5 * 60,
+            DataCenter::SaudiArabia => 3 * 60,
+            DataCenter::Uk => 0,
+        }
+    }
+
     /// Base URL of the OAuth accounts server, e.g. `https://accounts.zoho.eu`.
     pub fn accounts_url(self) -> String {
         format!("https://accounts.{}", self.domain())

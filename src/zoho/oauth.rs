@@ -215,6 +215,8 @@ pub struct TokenManager {
     files: Mutex<Vec<PathBuf>>,
     state: Mutex<TokenState>,
     gate: tokio::sync::Mutex<()>,
+    /// The first pause after Zoho Accounts throttles a refresh (doubling per throttle after that).
+    throttle_first: Duration,
 }
 
 impl std::fmt::Debug for TokenManager {
@@ -247,7 +249,16 @@ impl TokenManager {
             files: Mutex::new(vec![file.to_owned()]),
             state: Mutex::new(TokenState { current, ..TokenState::default() }),
             gate: tokio::sync::Mutex::new(()),
+            throttle_first: THROTTLE_FIRST,
         }
+    }
+
+    /// The first pause after a throttled refresh ([`ClientOptions::token_throttle_first`]).
+    ///
+    /// [`ClientOptions::token_throttle_first`]: crate::zoho::client::ClientOptions::token_throttle_first
+    pub fn with_throttle_first(mut self, first: Duration) -> Self {
+        self.throttle_first = first;
+        self
     }
 
     /// Also persist refreshed tokens to `file` (another source sharing this refresh token).
@@ -359,7 +370,8 @@ impl TokenManager {
                     }
                     ZohoError::TokenThrottled { .. } => {
                         let mut st = lock(&self.state);
-                        st.throttle_backoff = (st.throttle_backoff * 2).clamp(THROTTLE_FIRST, THROTTLE_MAX);
+                        st.throttle_backoff = (st.throttle_backoff * 2)
+                            .clamp(self.throttle_first, THROTTLE_MAX.max(self.throttle_first));
                         st.blocked_until = Some(Instant::now() + st.throttle_backoff);
                         "throttled"
                     }

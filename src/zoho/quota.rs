@@ -90,6 +90,10 @@ struct State {
 
 struct Inner {
     label: String,
+    /// Where the credit day starts: minutes east of UTC of the data center's midnight.
+    reset_offset_min: i32,
+    /// See [`DESK_REMAINING_RECHECK`].
+    desk_recheck: Duration,
     limiter: DefaultDirectRateLimiter,
     semaphore: Arc<Semaphore>,
     settings: QuotaSettings,
@@ -115,18 +119,45 @@ pub struct QuotaPermit {
     reserved: u64,
 }
 
-fn next_utc_midnight(now: DateTime<Utc>) -> DateTime<Utc> {
-    let tomorrow = now.date_naive().succ_opt().unwrap_or(now.date_naive());
-    tomorrow.and_hms_opt(0, 0, 0).map(|t| t.and_utc()).unwrap_or(now + chrono::Duration::days(1))
+/// The credit day `now` falls in, for a reset at midnight `offset_min` minutes east of UTC.
+fn credit_day(now: DateTime<Utc>, offset_min: i32) -> NaiveDate {
+    (now + chrono::Duration::minutes(i64::from(offset_min))).date_naive()
 }
+
+/// The next credit reset after `now`: the next midnight `offset_min` minutes east of UTC.
+fn next_reset(now: DateTime<Utc>, offset_min: i32) -> DateTime<Utc> {
+    let offset = chrono::Duration::minutes(i64::from(offset_min));
+    let day = credit_day(now, offset_min);
+    let tomorrow = day.succ_opt().unwrap_or(day);
+    tomorrow.and_hms_opt(0, 0, 0).map(|t| t.and_utc() - offset).unwrap_or(now + chrono::Duration::days(1))
+}
+
+/// How long calls wait when Desk's own count (X-Rate-Limit-Remaining-v3) says a call no longer fits,
+/// before one goes out to ask again: the reset time is an estimate (see
+/// [`crate::zoho::datacenter::DataCenter::credit_reset_utc_offset_min`]), and a refused call is not
+/// charged and brings Desk's exact Retry-After.
+pub const DESK_REMAINING_RECHECK: Duration = Duration::from_secs(15 * 60);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl QuotaGuard {
-    /// `label` names the org in logs and metrics (the source name).
+    /// `label` names the org in logs and metrics (the source name). Credits reset at UTC midnight; see
+    /// [`QuotaGuard::for_org`].
     pub fn new(label: &str, settings: &QuotaSettings) -> Self {
+        Self::for_org(label, settings, 0, DESK_REMAINING_RECHECK)
+    }
+
+    /// A guard whose credit day starts at midnight `reset_offset_min` minutes east of UTC (the data
+    /// center's, [`crate::zoho::datacenter::DataCenter::credit_reset_utc_offset_min`]), and which asks Desk
+    /// again `desk_recheck` after its count said no call fits.
+    pub fn for_org(
+        label: &str,
+        settings: &QuotaSettings,
+        reset_offset_min: i32,
+        desk_recheck: Duration,
+    ) -> Self {
         let rpm = f64::from(settings.requests_per_minute.max(1)) * RATE_HEADROOM;
         let period = Duration::from_secs_f64(60.0 / rpm.max(0.001));
         let quota = Quota::with_period(period)
@@ -136,11 +167,13 @@ impl QuotaGuard {
         let guard = Self {
             inner: Arc::new(Inner {
                 label: label.to_owned(),
+                reset_offset_min,
+                desk_recheck,
                 limiter: RateLimiter::direct(quota),
                 semaphore: Arc::new(Semaphore::new(permits)),
                 settings: settings.clone(),
                 state: Mutex::new(State {
-                    day: Utc::now().date_naive(),
+                    day: credit_day(Utc::now(), reset_offset_min),
                     spent_today: 0,
                     desk_remaining: None,
                     paused_until: None,
@@ -182,17 +215,38 @@ impl QuotaGuard {
         }
     }
 
-    /// Takes `cost` from today's budget, or pauses until tomorrow when it does not fit.
+    /// Takes `cost` from today's budget, or pauses when it does not fit: until the reset when our own budget
+    /// is spent, for [`DESK_REMAINING_RECHECK`] at most when Desk's count says so.
     fn reserve(&self, cost: u64) -> bool {
         let mut st = lock(&self.inner.state);
         let now = Utc::now();
-        if st.day != now.date_naive() {
-            st.day = now.date_naive();
+        let offset = self.inner.reset_offset_min;
+        if st.day != credit_day(now, offset) {
+            st.day = credit_day(now, offset);
             st.spent_today = 0;
+            // Desk's count was of the day before.
+            st.desk_remaining = None;
+        }
+        if let Some(left) = st.desk_remaining.filter(|left| *left < cost) {
+            let recheck =
+                chrono::Duration::from_std(self.inner.desk_recheck).unwrap_or(chrono::Duration::zero());
+            let until = next_reset(now, offset).min(now + recheck);
+            st.paused_until = Some(until);
+            st.pause_reason = Some(format!(
+                "Desk reports {left} API credits left today (X-Rate-Limit-Remaining-v3), fewer than a call costs"
+            ));
+            tracing::warn!(
+                source = %self.inner.label,
+                until = %until.to_rfc3339(),
+                left,
+                "Desk's API credits for today are nearly spent; pausing Desk calls."
+            );
+            self.publish(&st);
+            return false;
         }
         let budget = self.inner.settings.daily_credits;
         if st.spent_today + cost > budget {
-            let until = next_utc_midnight(now);
+            let until = next_reset(now, offset);
             st.paused_until = Some(until);
             st.pause_reason =
                 Some(format!("the daily budget of {budget} credits (quota.daily_credits) is spent"));
@@ -237,6 +291,22 @@ impl QuotaGuard {
         }
     }
 
+    /// The current credit day and the credits counted spent in it, to persist across restarts.
+    pub fn spent(&self) -> (NaiveDate, u64) {
+        let st = lock(&self.inner.state);
+        (st.day, st.spent_today)
+    }
+
+    /// Takes up what an earlier process counted spent on `day` (see [`QuotaGuard::spent`]): on the same
+    /// credit day the larger count wins, so a restart does not start the day's budget afresh.
+    pub fn restore(&self, day: NaiveDate, spent: u64) {
+        let mut st = lock(&self.inner.state);
+        if st.day == credit_day(Utc::now(), self.inner.reset_offset_min) && st.day == day {
+            st.spent_today = st.spent_today.max(spent);
+            self.publish(&st);
+        }
+    }
+
     /// Records what Desk's response headers said: the call's real weight and the credits left today.
     pub fn observe(&self, permit: &QuotaPermit, weight: Option<u64>, remaining: Option<u64>) {
         let mut st = lock(&self.inner.state);
@@ -261,15 +331,15 @@ impl QuotaGuard {
         self.limit_event("TOO_MANY_REQUESTS", message, "too_many_requests");
     }
 
-    /// Desk answered 429 THRESHOLD_EXCEEDED: pause every caller until `Retry-After`, or the next UTC
-    /// midnight when Desk gave none. Returns when calls resume.
+    /// Desk answered 429 THRESHOLD_EXCEEDED: pause every caller until `Retry-After`, or the data center's
+    /// next midnight when Desk gave none. Returns when calls resume.
     pub fn threshold_exceeded(&self, retry_after: Option<Duration>, message: &str) -> DateTime<Utc> {
         self.limit_event("THRESHOLD_EXCEEDED", message, "threshold_exceeded");
         let now = Utc::now();
         let until = retry_after
             .map(|d| d.min(Duration::from_secs(86_400)))
             .and_then(|d| chrono::Duration::from_std(d).ok())
-            .map_or_else(|| next_utc_midnight(now), |d| now + d);
+            .map_or_else(|| next_reset(now, self.inner.reset_offset_min), |d| now + d);
         let mut st = lock(&self.inner.state);
         st.desk_remaining = Some(0);
         if st.paused_until.is_none_or(|p| p < until) {
@@ -402,6 +472,54 @@ mod tests {
         assert_eq!(st.rate_limited_total, 1);
     }
 
+    #[test]
+    fn the_credit_day_turns_at_the_data_centers_midnight() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        // 20:00 UTC is already the next day in India (+05:30) and still the same day in the US (-08:00).
+        let now = at("2026-03-04T20:00:00Z");
+        assert_eq!(next_reset(now, 0), at("2026-03-05T00:00:00Z"));
+        assert_eq!(next_reset(now, 330), at("2026-03-05T18:30:00Z"));
+        assert_eq!(next_reset(now, -480), at("2026-03-05T08:00:00Z"));
+        assert_eq!(next_reset(at("2026-03-04T07:59:00Z"), -480), at("2026-03-04T08:00:00Z"));
+        assert_ne!(credit_day(now, 330), credit_day(now, 0));
+    }
+
+    #[tokio::test]
+    async fn desks_own_count_pauses_calls_it_does_not_cover() {
+        let guard = QuotaGuard::for_org("t", &settings(60_000, 5, 1000), 0, Duration::from_millis(300));
+        let p = guard.acquire(3).await;
+        // Desk says 2 credits are left (another client of the org spent the rest): a page (3) does not fit.
+        guard.observe(&p, Some(3), Some(2));
+        drop(p);
+        let t = Instant::now();
+        let blocked = tokio::time::timeout(Duration::from_millis(100), guard.acquire(3)).await;
+        assert!(blocked.is_err(), "a call Desk's count does not cover went out");
+        let st = guard.status();
+        assert!(
+            st.pause_reason.as_deref().is_some_and(|r| r.contains("X-Rate-Limit-Remaining-v3")),
+            "{st:?}"
+        );
+        // After the recheck pause one call goes out to ask Desk again.
+        let _p = guard.acquire(3).await;
+        assert!(t.elapsed() >= Duration::from_millis(250), "{:?}", t.elapsed());
+        assert!(guard.status().paused_until.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_restart_takes_up_the_days_spent_credits() {
+        let guard = QuotaGuard::new("t", &settings(60_000, 5, 1000));
+        let _p = guard.acquire(3).await;
+        let (day, spent) = guard.spent();
+        assert_eq!(spent, 3);
+        let restarted = QuotaGuard::new("t", &settings(60_000, 5, 1000));
+        restarted.restore(day.pred_opt().unwrap(), 500);
+        assert_eq!(restarted.status().spent_today, 0, "yesterday's count is not today's");
+        restarted.restore(day, 998);
+        assert_eq!(restarted.status().credits_remaining, 2);
+        let blocked = tokio::time::timeout(Duration::from_millis(100), restarted.acquire(3)).await;
+        assert!(blocked.is_err(), "the restored count did not hold the budget");
+    }
+
     #[tokio::test]
     async fn desk_headers_correct_the_local_count() {
         let guard = QuotaGuard::new("t", &settings(60_000, 5, 1000));
@@ -418,7 +536,7 @@ mod tests {
         let blocked = tokio::time::timeout(Duration::from_millis(200), guard.acquire(3)).await;
         assert!(blocked.is_err());
         let st = guard.status();
-        assert_eq!(st.paused_until, Some(next_utc_midnight(Utc::now())));
+        assert_eq!(st.paused_until, Some(next_reset(Utc::now(), 0)));
         assert!(st.pause_reason.unwrap().contains("quota.daily_credits"));
     }
 }

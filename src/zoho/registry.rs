@@ -122,7 +122,10 @@ impl DeskRegistry {
                     source.client_secret.clone(),
                     http.clone(),
                 );
-                let t = Arc::new(TokenManager::new(&source.name, accounts, &creds, path));
+                let t = Arc::new(
+                    TokenManager::new(&source.name, accounts, &creds, path)
+                        .with_throttle_first(self.opts.token_throttle_first),
+                );
                 shared.tokens.insert(token_key, t.clone());
                 t
             }
@@ -131,7 +134,10 @@ impl DeskRegistry {
         let quota = shared
             .quotas
             .entry(quota_key)
-            .or_insert_with(|| QuotaGuard::new(&source.name, &source.quota))
+            .or_insert_with(|| {
+                let reset = source.data_center().map_or(0, |dc| dc.credit_reset_utc_offset_min());
+                QuotaGuard::for_org(&source.name, &source.quota, reset, self.opts.desk_remaining_recheck)
+            })
             .clone();
         if quota.settings().requests_per_minute != source.quota.requests_per_minute
             || quota.settings().max_concurrency != source.quota.max_concurrency
