@@ -45,8 +45,6 @@ pub struct Shifts {
     pub new_deletes: u64,
     /// The earliest event time among them.
     pub earliest_ms: Option<i64>,
-    /// Whether any change of the module (not a snapshot read) has been committed.
-    pub changing: bool,
 }
 
 impl Writer {
@@ -55,7 +53,7 @@ impl Writer {
     pub async fn shifts_since(&self, module: crate::zoho::module::Module, seen: u64) -> Shifts {
         let guard = self.guard.lock().await;
         let (seq, new_deletes, earliest_ms) = guard.deletes_since(module, seen);
-        Shifts { seq, new_deletes, earliest_ms, changing: guard.changing(module) }
+        Shifts { seq, new_deletes, earliest_ms }
     }
 
     /// Encodes `events` for a later commit (no lock: this is the bulk of a commit's work, and it runs where

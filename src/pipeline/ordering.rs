@@ -29,9 +29,6 @@ pub struct OrderingGuard {
     /// Deletes committed per module (count, and the event times of the latest ones): a deletion shifts
     /// later rows of an offset-paged list, so the snapshot re-reads from before it.
     deletes: HashMap<Module, (u64, VecDeque<(u64, i64)>)>,
-    /// Modules with a change (not a snapshot read) committed: Desk is changing them, and an update can take
-    /// a row out of a split part of a list as a delete does.
-    changing: std::collections::HashSet<Module>,
 }
 
 /// The version an event carries: the record's `modifiedTime`, or for a delete the time it happened.
@@ -52,13 +49,7 @@ impl OrderingGuard {
             order: VecDeque::new(),
             capacity: capacity.max(1),
             deletes: HashMap::new(),
-            changing: std::collections::HashSet::new(),
         }
-    }
-
-    /// Whether a change of `module` (not a snapshot read) has been committed.
-    pub fn changing(&self, module: Module) -> bool {
-        self.changing.contains(&module)
     }
 
     fn get(&self, module: Module, id: &str) -> Option<&Seen> {
@@ -100,9 +91,6 @@ impl OrderingGuard {
 
     /// [`Self::committed`] for an event whose [`version_of`] is known.
     pub fn committed_version(&mut self, event: &ChangeEvent, v: i64) {
-        if event.op != Op::Read {
-            self.changing.insert(event.module);
-        }
         if event.op == Op::Delete {
             let (count, recent) = self.deletes.entry(event.module).or_default();
             *count += 1;
