@@ -55,17 +55,8 @@ async fn deletes_become_d_and_tombstone(style: DeleteStyle) {
         .await
         .unwrap();
     let base = sim.base_url();
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = common::unique("del").replace('-', "_");
-    let (wport, aport) = (common::free_port(), common::free_port());
-    let extra = "snapshot_mode = \"never\"\nregister_webhook = true\nmodules = [\"tickets\"]";
-    let config = common::bridge_config_with(dir.path(), &base, &prefix, extra, wport, aport);
-    let config = config.to_str().unwrap().to_owned();
-    common::auth(&base, &config).await;
-    let bridge = common::Bridge::start(&["run", "--config", &config]);
-    assert!(
-        common::wait_http_ok(&format!("http://127.0.0.1:{aport}/healthz"), Duration::from_secs(60)).await
-    );
+    let common::TicketStream { dir: _dir, prefix, config: _, bridge } =
+        common::start_ticket_stream(&base, "del").await;
     let http = reqwest::Client::new();
     // Wait until Desk has validated and stored the subscription, then delete three tickets.
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -27,17 +27,8 @@ async fn deliveries_of_a_recreated_subscription_are_accepted() {
     .await
     .unwrap();
     let base = sim.base_url();
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = common::unique("resub").replace('-', "_");
-    let (wport, aport) = (common::free_port(), common::free_port());
-    let extra = "snapshot_mode = \"never\"\nregister_webhook = true\nmodules = [\"tickets\"]";
-    let config = common::bridge_config_with(dir.path(), &base, &prefix, extra, wport, aport);
-    let config = config.to_str().unwrap().to_owned();
-    common::auth(&base, &config).await;
-    let bridge = common::Bridge::start(&["run", "--config", &config]);
-    assert!(
-        common::wait_http_ok(&format!("http://127.0.0.1:{aport}/healthz"), Duration::from_secs(60)).await
-    );
+    let common::TicketStream { dir: _dir, prefix: _, config, bridge } =
+        common::start_ticket_stream(&base, "resub").await;
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while sim_stats(&http, &base).await["webhooks"].as_u64().unwrap_or(0) < 1 {

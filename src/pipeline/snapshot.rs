@@ -283,6 +283,19 @@ fn shifted(cursor: &SnapshotCursor, request_from: u32, limit: u32, page: &Page) 
     overlaps && !page.records.iter().any(|r| r.id().is_some_and(|id| *id == **last))
 }
 
+/// Puts the rows read again after a shift before the page's own. The two reads overlap where the rows
+/// moved (rare: only after a shift), so each id is kept once.
+fn prepend_reread(records: &mut Vec<Record>, reread: Vec<Record>) {
+    if reread.is_empty() {
+        return;
+    }
+    let mut ids = std::collections::HashSet::with_capacity(reread.len() + records.len());
+    let mut both = reread;
+    both.append(records);
+    both.retain(|r| r.id().is_none_or(|id| ids.insert(id.into_owned())));
+    *records = both;
+}
+
 async fn fetch<D: DeskPages>(
     desk: &D,
     module: Module,
@@ -574,14 +587,7 @@ async fn sorted_step<D: DeskPages>(
     };
     let fetched = u32::try_from(page.records.len()).unwrap_or(u32::MAX);
     next.prev_page_ids = page.records.iter().filter_map(cursor_id).collect();
-    if !reread.is_empty() {
-        // The two reads overlap where the rows moved (rare: only after a shift), so keep each id once.
-        let mut ids = std::collections::HashSet::with_capacity(reread.len() + page.records.len());
-        let mut both = reread;
-        both.append(&mut page.records);
-        both.retain(|r| r.id().is_none_or(|id| ids.insert(id.into_owned())));
-        page.records = both;
-    }
+    prepend_reread(&mut page.records, reread);
     if searching && (request_from == 0 || reread_from == Some(0)) {
         // Skip what was emitted at the window's start instant before the window moved.
         page.records.retain(|r| {
@@ -766,13 +772,7 @@ async fn list_step<D: DeskPages>(
     let mut next = cursor;
     let previous =
         std::mem::replace(&mut next.prev_page_ids, page.records.iter().filter_map(cursor_id).collect());
-    if !reread.is_empty() {
-        let mut ids = std::collections::HashSet::with_capacity(reread.len() + page.records.len());
-        let mut both = reread;
-        both.append(&mut page.records);
-        both.retain(|r| r.id().is_none_or(|id| ids.insert(id.into_owned())));
-        page.records = both;
-    }
+    prepend_reread(&mut page.records, reread);
     page.records.retain(|r| !r.id().is_some_and(|id| previous.iter().any(|p| **p == *id)));
     next.pages += 1;
     next.records += page.records.len() as u64;

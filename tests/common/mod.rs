@@ -397,3 +397,27 @@ pub async fn topic_id_counts(
     .await
     .unwrap()
 }
+
+/// A bridge streaming tickets only (no snapshot) from the simulator at a base URL, with its webhook
+/// registered there, up and healthy. `dir` holds its config and credentials.
+pub struct TicketStream {
+    pub dir: tempfile::TempDir,
+    pub prefix: String,
+    pub config: String,
+    pub bridge: Bridge,
+}
+
+/// Starts a [`TicketStream`] against the simulator at `sim_base`, its topic prefix made unique from `tag`.
+pub async fn start_ticket_stream(sim_base: &str, tag: &str) -> TicketStream {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique(tag).replace('-', "_");
+    let (wport, aport) = (free_port(), free_port());
+    let extra = "snapshot_mode = \"never\"\nregister_webhook = true\nmodules = [\"tickets\"]";
+    let config = bridge_config_with(dir.path(), sim_base, &prefix, extra, wport, aport);
+    let config = config.to_str().unwrap().to_owned();
+    auth(sim_base, &config).await;
+    let bridge = Bridge::start(&["run", "--config", &config]);
+    let health = format!("http://127.0.0.1:{aport}/healthz");
+    assert!(wait_http_ok(&health, std::time::Duration::from_secs(60)).await, "the bridge never came up");
+    TicketStream { dir, prefix, config, bridge }
+}
