@@ -122,7 +122,8 @@ impl<'de> Deserialize<'de> for RecentList {
 pub enum Partition {
     /// A whole department (cursors written before departments were split further read as this).
     Department(String),
-    /// `departmentId` and further equality filters (`status`, `channel`, ...), in that order.
+    /// `departmentId` and further equality filters (`status`, `channel`, ...), in that order; none for a
+    /// module walked whole.
     Filters(Vec<(String, String)>),
 }
 

@@ -433,7 +433,8 @@ const PARTITION_TARGET: u64 = 4_500;
 /// [`PARTITION_TARGET`] rows, counted through search (`count`) up to the snapshot's upper bound. A field's
 /// values are those seen in a sample of the part; a split is used only when the counts of its values add
 /// up to the part's count, so a value the sample missed (or a null, which no filter selects) keeps the part
-/// whole (walked past the ceiling through search) instead of losing its rows.
+/// whole (walked past the ceiling through search) instead of losing its rows. A module that fits under
+/// the target, or whose listed departments do not add up to it, is one part without filters (walked whole).
 async fn partitions<D: DeskPages>(
     desk: &D,
     module: Module,
@@ -441,16 +442,18 @@ async fn partitions<D: DeskPages>(
     split_fields: &[String],
     upper_ms: i64,
 ) -> Result<Vec<Partition>, SnapshotError> {
-    let departments = departments(desk, module, base).await?;
-    // One count for the module first: when it all fits, no department needs counting (small orgs pay one call).
+    // One count for the module first: when it all fits under the ceiling, it is walked whole (no department
+    // counted or listed, and none the department list might leave out).
     let (total, _) = count_part(desk, module, upper_ms, &[]).await?;
     if total <= PARTITION_TARGET {
-        return Ok(departments.into_iter().map(Partition::Department).collect());
+        return Ok(vec![Partition::Filters(Vec::new())]);
     }
     let mut out = Vec::new();
-    for department in departments {
+    let mut covered = 0;
+    for department in departments(desk, module, base).await? {
         let whole = vec![("departmentId".to_owned(), department.clone())];
         let (count, sample) = count_part(desk, module, upper_ms, &whole).await?;
+        covered += count;
         // Depth first, in order: (filters, next split field, rows, sample rows).
         let mut work = vec![(whole, 0usize, count, sample)];
         let mut parts = Vec::new();
@@ -481,6 +484,13 @@ async fn partitions<D: DeskPages>(
         out.extend(parts.into_iter().map(|f| {
             if f.len() == 1 { Partition::Department(department.clone()) } else { Partition::Filters(f) }
         }));
+    }
+    if covered != total {
+        // Records in a department Desk did not list (hidden from this user, or removed while counting)
+        // would never be read per department.
+        tracing::warn!(module = %module, total, covered,
+            "The listed departments do not hold every record; the module is walked whole instead (through search windows past Desk's 5000-offset ceiling, one detail call per record there).");
+        return Ok(vec![Partition::Filters(Vec::new())]);
     }
     Ok(out)
 }
@@ -1105,6 +1115,57 @@ mod tests {
             let unique: std::collections::HashSet<_> = emitted.iter().collect();
             assert_eq!(unique.len(), emitted.len(), "{trashed} from row {victim}: a row was emitted twice");
         }
+    }
+
+    /// Tickets counted per department (and in all), and the departments Desk lists.
+    struct Counted {
+        total: u64,
+        per_department: Vec<(&'static str, u64)>,
+        listed_departments: std::sync::atomic::AtomicUsize,
+    }
+
+    impl DeskPages for Counted {
+        async fn page(
+            &self,
+            path: &str,
+            query: Vec<(String, String)>,
+            _: &str,
+        ) -> Result<Page, super::super::DeskFailure> {
+            let department = query.iter().find(|(k, _)| k == "departmentId").map(|(_, v)| v.as_str());
+            Ok(match (path, department) {
+                ("departments", _) => {
+                    self.listed_departments.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let ids = self.per_department.iter().map(|(d, _)| format!(r#"{{"id":"{d}"}}"#));
+                    Page { records: ids.map(|r| Record::parse(&r).unwrap()).collect(), count: None }
+                }
+                ("tickets/search", None) => Page { records: Vec::new(), count: Some(self.total) },
+                ("tickets/search", Some(d)) => {
+                    let count = self.per_department.iter().find(|(id, _)| *id == d).map(|(_, c)| *c);
+                    Page { records: Vec::new(), count }
+                }
+                _ => panic!("unexpected call {path} {query:?}"),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_module_is_walked_whole_when_small_or_when_its_departments_do_not_add_up() {
+        let whole = vec![Partition::Filters(Vec::new())];
+        let per =
+            |total, per_department| Counted { total, per_department, listed_departments: Default::default() };
+        // Small: one count, no department listed.
+        let small = per(4_000, vec![("1", 3_000), ("2", 1_000)]);
+        assert_eq!(partitions(&small, Module::Tickets, 0, &[], i64::MAX).await.unwrap(), whole);
+        assert_eq!(small.listed_departments.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // 2,000 tickets sit in a department the list leaves out.
+        let hidden = per(10_000, vec![("1", 4_000), ("2", 4_000)]);
+        assert_eq!(partitions(&hidden, Module::Tickets, 0, &[], i64::MAX).await.unwrap(), whole);
+        // Departments holding every ticket: one part each.
+        let full = per(10_000, vec![("1", 4_000), ("2", 6_000)]);
+        assert_eq!(
+            partitions(&full, Module::Tickets, 0, &[], i64::MAX).await.unwrap(),
+            vec![Partition::Department("1".into()), Partition::Department("2".into())]
+        );
     }
 
     /// Desk's field metadata where every module's call fails with `error`.
