@@ -695,7 +695,13 @@ async fn per_ticket_step<D: DeskPages>(
                 rows.push(row);
             }
             from += fetched;
-            if fetched < spec.max_limit || base + from >= OFFSET_CEILING {
+            if fetched < spec.max_limit {
+                break;
+            }
+            if base + from >= OFFSET_CEILING {
+                // Desk lists no further and these lists have no search: say so rather than stop silently.
+                tracing::error!(module = %module, ticket = %ticket_id, loaded = seen.len(),
+                    "A ticket has more rows than Desk lists (5000-offset ceiling); the rest is not loaded.");
                 break;
             }
         }
