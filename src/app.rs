@@ -194,6 +194,14 @@ async fn persist_credits(
         );
         match rt.stream_producer.write(vec![record]).await {
             Ok(()) => written = Some((day, spent)),
+            // The producer is gone for good; the heartbeat reports it and stops the bridge.
+            Err(
+                error @ (crate::kafka::producer::ProduceError::Fenced(_)
+                | crate::kafka::producer::ProduceError::Fatal(_)),
+            ) => {
+                tracing::warn!(source = rt.name(), %error, "Stopped persisting the day's spent API credits.");
+                return;
+            }
             Err(error) => {
                 tracing::warn!(source = rt.name(), %error, "Could not persist the day's spent API credits; retrying.")
             }
@@ -318,10 +326,11 @@ pub async fn run(
     let desks = DeskRegistry::new(ClientOptions::default());
     let mut handles = Vec::new();
     for s in &settings.sources {
-        crate::metrics::init_source(&s.name, &s.selected_modules().unwrap_or_default());
+        let modules = s.selected_modules().unwrap_or_default();
+        crate::metrics::init_source(&s.name, &modules);
         let desk = desks.client(s).map_err(|error| AppError::Desk { source_name: s.name.clone(), error })?;
         let progress = Arc::new(SourceProgress::default());
-        progress.add_pending(s.selected_modules().unwrap_or_default().iter().map(|m| m.name()));
+        progress.add_pending(modules.iter().map(|m| m.name()));
         handles.push(Arc::new(SourceHandle {
             name: s.name.clone(),
             progress,
@@ -376,12 +385,7 @@ pub async fn run(
     for source in &settings.sources {
         if let Some(stream) = stream_handler.source(&source.name) {
             if source.register_webhook {
-                let url = Secret::new(crate::zoho::auth::service_url(
-                    &settings.http.public_url,
-                    &source.name,
-                    &stream.secret,
-                ));
-                tokio::spawn(register_subscription(stream.clone(), url));
+                tokio::spawn(register_subscription(stream.clone(), stream.service_url.clone()));
             }
         }
     }

@@ -298,20 +298,20 @@ impl Settings {
         if !path.exists() {
             return Err(load_err("file not found".into()));
         }
-        let file = || config::File::from(path).format(config::FileFormat::Toml);
-        // The names of the file's sources, which `ZOHO_DESK_CDC__SOURCES__<name>__*` may use instead of
-        // the index.
-        let names = config::Config::builder()
-            .add_source(file())
+        // Read once: the file's source names (which `ZOHO_DESK_CDC__SOURCES__<name>__*` may use instead of
+        // the index) and its values must come from the same text.
+        let file = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
             .build()
-            .map_err(|e| load_err(without_excerpt(&e.to_string())))?
+            .map_err(|e| load_err(without_excerpt(&e.to_string())))?;
+        let names = file
             .get::<Vec<SourceName>>("sources")
             .unwrap_or_default()
             .into_iter()
             .map(|s| s.name.unwrap_or_default())
             .collect::<Vec<_>>();
         let env = EnvOverrides::split(vars, &names)?;
-        let mut builder = config::Config::builder().add_source(file()).add_source(
+        let mut builder = config::Config::builder().add_source(file).add_source(
             config::Environment::with_prefix(ENV_PREFIX)
                 .prefix_separator("__")
                 .separator("__")

@@ -445,7 +445,7 @@ impl Lane {
             return self.fail(e).await;
         }
         if self.is_transactional() {
-            return self.commit().await;
+            return self.finish(Call::Commit, None).await;
         }
         Ok(())
     }
@@ -455,17 +455,16 @@ impl Lane {
         if !self.is_transactional() {
             return Err(self.classify(e));
         }
-        match self.call(Call::Abort).await? {
-            Ok(()) => Err(self.classify(e)),
-            Err(aborting) => self.recover(Call::Abort, aborting, Some(e)).await,
-        }
+        self.finish(Call::Abort, Some(e)).await
     }
 
-    /// Commits the write's transaction, or failing that leaves the lane ready for the next one.
-    async fn commit(&self) -> Result<(), ProduceError> {
-        match self.call(Call::Commit).await? {
-            Ok(()) => Ok(()),
-            Err(e) => self.recover(Call::Commit, e, None).await,
+    /// Ends the write's transaction with `call` (an abort carries `cause`, why the write failed), and if
+    /// that fails leaves the lane ready for the next one (see [`Self::recover`]).
+    async fn finish(&self, call: Call, cause: Option<KafkaError>) -> Result<(), ProduceError> {
+        match (self.call(call).await?, cause) {
+            (Ok(()), None) => Ok(()),
+            (Ok(()), Some(cause)) => Err(self.classify(cause)),
+            (Err(e), cause) => self.recover(call, e, cause).await,
         }
     }
 
@@ -479,7 +478,8 @@ impl Lane {
             Call::Abort => p.abort_transaction(TXN_TIMEOUT),
         })
         .await
-        .map_err(|_| ProduceError::Join)
+        // The call may still be pending in librdkafka, which then refuses every other transactional call.
+        .map_err(|_| ProduceError::Fatal("a Kafka transaction call panicked; its outcome is unknown".into()))
     }
 
     /// Brings the lane back to a clean state after `call` failed with `error` (`cause`: why the write was

@@ -132,7 +132,7 @@ pub struct StreamSource {
     pub producer: Arc<TxProducer>,
     pub secret: Secret,
     /// The service URL Desk delivers to (it holds the secret): a subscription is ours when its URL is this.
-    service_url: Secret,
+    pub service_url: Secret,
     /// `None` when `verify_jwt = false`.
     pub verifier: Option<JwksVerifier>,
     /// The registered subscription's id, once known, so the JWT audience can be checked exactly.

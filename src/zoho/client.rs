@@ -304,17 +304,6 @@ impl DeskClient {
         })
     }
 
-    /// A GET whose 2xx body is handed back as shared text (UTF-8 checked), for callers that parse it
-    /// themselves; `Ok(None)` on 204.
-    pub async fn get_text(
-        &self,
-        endpoint: &str,
-        path: &str,
-        query: &[(String, String)],
-    ) -> Result<Option<Arc<str>>, ZohoError> {
-        self.get_parsed(endpoint, path, query, Ok).await
-    }
-
     /// A GET whose 2xx body (shared text, UTF-8 checked; `None` on 204 or a blank body) `parse` reads.
     /// A body `parse` refuses (cut short, not JSON, not the endpoint's shape) is retried like a 5xx:
     /// a proxy or Desk itself sent it, and treating it as final would stop the whole source on one bad

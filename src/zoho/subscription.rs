@@ -254,7 +254,8 @@ pub async fn delivering_to(
     Ok(list(client).await?.into_iter().filter(|s| same_url(s.url.expose(), service_url.expose())).collect())
 }
 
-/// Whether two service URLs are the same, ignoring a trailing `/`.
+/// Whether two service URLs are the same, ignoring a trailing `/` (to recognise our subscription;
+/// `register` still rewrites such a URL, since the service URL route has no trailing `/`).
 fn same_url(a: &str, b: &str) -> bool {
     a.trim_end_matches('/') == b.trim_end_matches('/')
 }
