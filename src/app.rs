@@ -59,7 +59,7 @@ impl AppError {
         match self {
             AppError::Desk { error, .. } => error.exit_code(),
             AppError::Config(_) | AppError::NoSecret(_) => 2,
-            AppError::Kafka(crate::kafka::ClientError::Config { .. }) => 2,
+            AppError::Kafka(error) => error.exit_code(),
             AppError::Source(SourceError::Config(..)) => 2,
             _ => 1,
         }
@@ -439,8 +439,6 @@ pub async fn run(
         || settings.sources.iter().all(|s| s.snapshot_mode == SnapshotMode::InitialOnly),
         |m| m == SnapshotMode::InitialOnly,
     );
-    // Stopped (SIGTERM, Ctrl-C) before the load finished: exit 0 would tell a job runner it did.
-    let incomplete = initial_only && failure.is_none() && !all_committed;
     if initial_only && failure.is_none() {
         if all_committed {
             tracing::info!("Every selected module's snapshot is committed (initial_only); exiting.");
@@ -466,7 +464,8 @@ pub async fn run(
     if let Some(reason) = stopped.lock().ok().and_then(|mut f| f.take()) {
         failure.get_or_insert(reason);
     }
-    if incomplete {
+    // Stopped (SIGTERM, Ctrl-C) before the load finished: exit 0 would tell a job runner it did.
+    if initial_only && !all_committed {
         failure.get_or_insert(AppError::Incomplete);
     }
     match failure {

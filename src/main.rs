@@ -111,9 +111,7 @@ fn exit_code(e: &anyhow::Error) -> i32 {
             } else if let Some(a) = cause.downcast_ref::<AppError>() {
                 Some(a.exit_code())
             } else {
-                cause
-                    .downcast_ref::<ClientError>()
-                    .map(|k| if matches!(k, ClientError::Config { .. }) { 2 } else { 1 })
+                cause.downcast_ref::<ClientError>().map(ClientError::exit_code)
             }
         })
         .unwrap_or(1)

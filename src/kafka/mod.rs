@@ -43,6 +43,11 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// 2 for a rejected property (a configuration error), else 1.
+    pub fn exit_code(&self) -> i32 {
+        if matches!(self, ClientError::Config { .. }) { 2 } else { 1 }
+    }
+
     /// `error` with every configured credential (and a rejected property's value) taken out of its text.
     pub fn from_kafka(settings: &KafkaSettings, error: &KafkaError) -> Self {
         match error {
