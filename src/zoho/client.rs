@@ -231,7 +231,7 @@ impl DeskClient {
         body: Option<&Value>,
     ) -> Result<Option<Value>, ZohoError> {
         let endpoint = endpoint_label(path);
-        let answer = self.call(method, &endpoint, path, query, body, CallKind::Write).await?;
+        let answer = self.call(method, &endpoint, path, query, body, CallKind::Write, Ok).await?;
         self.json(&endpoint, answer)
     }
 
@@ -326,31 +326,14 @@ impl DeskClient {
         kind: CallKind,
         parse: impl Fn(Option<Arc<str>>) -> Result<T, String>,
     ) -> Result<T, ZohoError> {
-        let mut attempts = 0u32;
-        loop {
-            attempts += 1;
-            let body = self.call(Method::GET, endpoint, path, query, None, kind).await?;
-            let parsed = match body {
-                None => parse(None),
-                Some(bytes) => match std::str::from_utf8(&bytes) {
-                    Ok(text) => parse(Some(Arc::from(text))),
-                    Err(_) => Err("the body is not UTF-8".to_owned()),
-                },
-            };
-            let message = match parsed {
-                Ok(v) => return Ok(v),
-                Err(message) => message,
-            };
-            metrics::counter!(API_INVALID_RESPONSES_TOTAL,
-                "source" => self.inner.source.clone(), "endpoint" => endpoint.to_owned())
-            .increment(1);
-            if attempts >= self.inner.opts.max_attempts {
-                return Err(self.invalid_response(endpoint, format!("{message} (after {attempts} attempts)")));
-            }
-            tracing::warn!(source = %self.inner.source, endpoint, attempt = attempts, error = %message,
-                "Desk answered 2xx with a body that is not what the endpoint returns; retrying.");
-            tokio::time::sleep(self.inner.opts.backoff(attempts)).await;
-        }
+        let read = |body: Option<bytes::Bytes>| match body {
+            None => parse(None),
+            Some(bytes) => match std::str::from_utf8(&bytes) {
+                Ok(text) => parse(Some(Arc::from(text))),
+                Err(_) => Err("the body is not UTF-8".to_owned()),
+            },
+        };
+        self.call(Method::GET, endpoint, path, query, None, kind, read).await
     }
 
     /// Reads a 2xx body as JSON (`None` stays `None`: a 204).
@@ -373,7 +356,11 @@ impl DeskClient {
         serde_json::from_slice(&bytes).map(Some).map_err(|e| self.invalid_response(endpoint, e.to_string()))
     }
 
-    async fn call(
+    /// One Desk call with its retries, its 2xx body read by `parse`. A body `parse` refuses counts as a
+    /// failed attempt like a 5xx (the same `max_attempts` bound both), and in
+    /// [`API_INVALID_RESPONSES_TOTAL`].
+    #[allow(clippy::too_many_arguments)]
+    async fn call<T>(
         &self,
         method: Method,
         endpoint: &str,
@@ -381,7 +368,8 @@ impl DeskClient {
         query: &[(String, String)],
         body: Option<&Value>,
         kind: CallKind,
-    ) -> Result<Option<bytes::Bytes>, ZohoError> {
+        parse: impl Fn(Option<bytes::Bytes>) -> Result<T, String>,
+    ) -> Result<T, ZohoError> {
         let url = format!("{}/{}", self.inner.api_base, path.trim_start_matches('/'));
         let mut failures = 0u32;
         let mut rate_limited = 0u32;
@@ -428,7 +416,23 @@ impl DeskClient {
                 .await;
             drop(permit);
             match outcome {
-                Attempt::Done(v) => return Ok(v),
+                Attempt::Done(v) => {
+                    let message = match parse(v) {
+                        Ok(parsed) => return Ok(parsed),
+                        Err(message) => message,
+                    };
+                    metrics::counter!(API_INVALID_RESPONSES_TOTAL,
+                        "source" => self.inner.source.clone(), "endpoint" => endpoint.to_owned())
+                    .increment(1);
+                    failures += 1;
+                    if failures >= self.inner.opts.max_attempts {
+                        let message = format!("{message} (after {failures} attempts)");
+                        return Err(self.invalid_response(endpoint, message));
+                    }
+                    tracing::warn!(source = %self.inner.source, endpoint, attempt = failures, error = %message,
+                        "Desk answered 2xx with a body that is not what the endpoint returns; retrying.");
+                    tokio::time::sleep(self.inner.opts.backoff(failures)).await;
+                }
                 Attempt::Fail(e) => return Err(e),
                 Attempt::Paused => continue,
                 Attempt::Reauth { .. } if !reauthed => {
