@@ -243,6 +243,12 @@ impl SourceSettings {
             .map_err(|m: String| ConfigError::invalid(format!("sources.{}.data_center", self.name), m))
     }
 
+    /// Minutes east of UTC of the midnight the org's API credit day turns at (its data center's; UTC for
+    /// a data center that does not parse, which validation has refused already).
+    pub fn credit_reset_utc_offset_min(&self) -> i32 {
+        self.data_center().map_or(0, DataCenter::credit_reset_utc_offset_min)
+    }
+
     /// The selected modules, in catalog order.
     pub fn selected_modules(&self) -> Result<Vec<Module>, ConfigError> {
         if self.modules.is_empty() {

@@ -21,6 +21,7 @@ use crate::kafka::table;
 use crate::metrics::RECONCILE_EVENTS_TOTAL;
 use crate::zoho::catalog::{self, OFFSET_CEILING, SEARCH_MAX_LIMIT, Walk};
 use crate::zoho::module::Module;
+use crate::zoho::quota::credit_day;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -39,7 +40,9 @@ pub enum ReconcileError {
     Relist(#[from] SnapshotError),
     #[error(transparent)]
     Table(#[from] crate::kafka::table::TableError),
-    #[error("the reconciler spent its share of today's Desk credits ({limit}); it resumes after 00:00 UTC")]
+    #[error(
+        "the reconciler spent its share of today's Desk credits ({limit}); it resumes when the credit day turns (the data center's midnight)"
+    )]
     BudgetSpent { limit: u64 },
     #[error("shutting down: the pass stopped before its next Desk call")]
     ShuttingDown,
@@ -65,19 +68,28 @@ const RELIST_STATE_MAX: usize = 10_000;
 struct Budgeted<'a, D> {
     desk: &'a D,
     limit: u64,
-    /// (UTC day, credits charged that day).
+    /// Minutes east of UTC of the midnight the credit day turns at (the quota guard's, the data center's).
+    reset_offset_min: i32,
+    /// (credit day, credits charged that day).
     spent: Mutex<(chrono::NaiveDate, u64)>,
     shutdown: CancellationToken,
 }
 
 impl<'a, D: DeskPages> Budgeted<'a, D> {
-    fn new(desk: &'a D, daily_credits: u64, share: f64, shutdown: CancellationToken) -> Self {
+    fn new(
+        desk: &'a D,
+        daily_credits: u64,
+        share: f64,
+        reset_offset_min: i32,
+        shutdown: CancellationToken,
+    ) -> Self {
         let limit = ((daily_credits as f64) * share).floor().max(1.0) as u64;
-        Self { desk, limit, spent: Mutex::new((chrono::Utc::now().date_naive(), 0)), shutdown }
+        let today = credit_day(chrono::Utc::now(), reset_offset_min);
+        Self { desk, limit, reset_offset_min, spent: Mutex::new((today, 0)), shutdown }
     }
 
     fn charge(&self, cost: u64) -> bool {
-        let today = chrono::Utc::now().date_naive();
+        let today = credit_day(chrono::Utc::now(), self.reset_offset_min);
         let Ok(mut spent) = self.spent.lock() else { return false };
         if spent.0 != today {
             *spent = (today, 0);
@@ -131,7 +143,8 @@ pub async fn run<D: DeskPages>(
     shutdown: &CancellationToken,
 ) {
     let quota = &runtime.settings.quota;
-    let budget = Budgeted::new(desk, quota.daily_credits, quota.reconcile_share, shutdown.clone());
+    let offset = runtime.settings.credit_reset_utc_offset_min();
+    let budget = Budgeted::new(desk, quota.daily_credits, quota.reconcile_share, offset, shutdown.clone());
     let modules: Vec<Module> =
         runtime.modules.iter().copied().filter(|m| catalog::spec(*m).walk == Walk::Sorted).collect();
     let mut watermarks: Vec<i64> =
@@ -420,7 +433,7 @@ mod tests {
     #[tokio::test]
     async fn shutdown_ends_a_pending_desk_call_not_the_pass() {
         let shutdown = CancellationToken::new();
-        let budget = Budgeted::new(&Hanging, 1_000, 1.0, shutdown.clone());
+        let budget = Budgeted::new(&Hanging, 1_000, 1.0, 0, shutdown.clone());
         let call = budget.page("tickets/search", Vec::new(), "data");
         let cancel = async {
             tokio::task::yield_now().await;

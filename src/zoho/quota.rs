@@ -120,7 +120,7 @@ pub struct QuotaPermit {
 }
 
 /// The credit day `now` falls in, for a reset at midnight `offset_min` minutes east of UTC.
-fn credit_day(now: DateTime<Utc>, offset_min: i32) -> NaiveDate {
+pub fn credit_day(now: DateTime<Utc>, offset_min: i32) -> NaiveDate {
     (now + chrono::Duration::minutes(i64::from(offset_min))).date_naive()
 }
 

@@ -135,7 +135,7 @@ impl DeskRegistry {
             .quotas
             .entry(quota_key)
             .or_insert_with(|| {
-                let reset = source.data_center().map_or(0, |dc| dc.credit_reset_utc_offset_min());
+                let reset = source.credit_reset_utc_offset_min();
                 QuotaGuard::for_org(&source.name, &source.quota, reset, self.opts.desk_remaining_recheck)
             })
             .clone();
