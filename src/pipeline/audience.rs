@@ -26,17 +26,35 @@ struct State {
     listed: Option<(Instant, Vec<String>)>,
 }
 
-/// Shared by a source's deliveries; one list at a time, and concurrent deliveries wait for it.
+impl State {
+    /// What the last list says of `id` for a delivery that arrived at `arrived`, if it can say.
+    fn known(&self, id: &str, arrived: Instant) -> Option<Audience> {
+        let (at, ours) = self.listed.as_ref()?;
+        if ours.iter().any(|o| o == id) {
+            Some(Audience::Ours)
+        } else {
+            (*at >= arrived).then_some(Audience::Foreign)
+        }
+    }
+}
+
+/// Shared by a source's deliveries. One list at a time: a delivery arriving while one runs is answered
+/// "unknown" at once instead of queueing behind a Desk call that may outlast its HTTP deadline.
 #[derive(Debug)]
 pub struct AudienceCheck {
-    state: tokio::sync::Mutex<State>,
+    state: std::sync::Mutex<State>,
+    listing: tokio::sync::Mutex<()>,
     relist: Duration,
 }
 
 impl AudienceCheck {
     /// `relist`: the shortest time between two lists, so tokens for made-up webhook ids cost Desk little.
     pub fn new(relist: Duration) -> Self {
-        Self { state: tokio::sync::Mutex::new(State::default()), relist }
+        Self { state: std::sync::Mutex::default(), listing: tokio::sync::Mutex::new(()), relist }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether webhook `id` is ours, for a delivery that arrived at `arrived`. `list` gives the ids of the
@@ -48,24 +66,27 @@ impl AudienceCheck {
         Fut: Future<Output = Result<Vec<String>, E>>,
         E: std::fmt::Display,
     {
-        let mut state = self.state.lock().await;
-        if let Some((at, ours)) = &state.listed {
-            if ours.iter().any(|o| o == id) {
-                return Audience::Ours;
-            }
-            if *at >= arrived {
-                return Audience::Foreign;
-            }
+        if let Some(known) = self.state().known(id, arrived) {
+            return known;
         }
-        if state.attempted.is_some_and(|t| t.elapsed() < self.relist) {
-            return Audience::Unknown;
-        }
-        let started = Instant::now();
-        state.attempted = Some(started);
+        let Ok(_listing) = self.listing.try_lock() else { return Audience::Unknown };
+        let started = {
+            let mut state = self.state();
+            // A list may have ended since the look above.
+            if let Some(known) = state.known(id, arrived) {
+                return known;
+            }
+            if state.attempted.is_some_and(|t| t.elapsed() < self.relist) {
+                return Audience::Unknown;
+            }
+            let started = Instant::now();
+            state.attempted = Some(started);
+            started
+        };
         match list().await {
             Ok(ours) => {
                 let found = ours.iter().any(|o| o == id);
-                state.listed = Some((started, ours));
+                self.state().listed = Some((started, ours));
                 if found { Audience::Ours } else { Audience::Foreign }
             }
             Err(error) => {
