@@ -130,17 +130,34 @@ impl Intake {
 
     /// Room for a body of `bytes`, or `None` when too much is in flight.
     pub(crate) fn admit(&self, bytes: usize) -> Option<InFlight> {
-        let kib = bytes.div_ceil(1024).clamp(1, MAX_BODY_BYTES / 1024);
+        let kib = kib_of(bytes);
         let permit = self.kib.clone().try_acquire_many_owned(u32::try_from(kib).ok()?).ok()?;
         metrics::gauge!(WEBHOOK_INFLIGHT_BYTES).increment((kib * 1024) as f64);
-        Some(InFlight { _permit: permit, bytes: kib * 1024 })
+        Some(InFlight { permit, bytes: kib * 1024 })
     }
+}
+
+/// The KiB of the in-flight budget a body of `bytes` takes.
+fn kib_of(bytes: usize) -> usize {
+    bytes.div_ceil(1024).clamp(1, MAX_BODY_BYTES / 1024)
 }
 
 /// Room taken in the in-flight budget, given back when dropped.
 pub struct InFlight {
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
     bytes: usize,
+}
+
+impl InFlight {
+    /// Gives back the room taken beyond a body of `bytes`: a body sent without Content-Length is counted
+    /// at the largest size until it has been read, and the rest is held until its commit is done.
+    fn shrink_to(&mut self, bytes: usize) {
+        let excess = (self.bytes / 1024).saturating_sub(kib_of(bytes));
+        if excess > 0 && self.permit.split(excess).is_some() {
+            self.bytes -= excess * 1024;
+            metrics::gauge!(WEBHOOK_INFLIGHT_BYTES).decrement((excess * 1024) as f64);
+        }
+    }
 }
 
 impl std::fmt::Debug for InFlight {
@@ -250,7 +267,7 @@ async fn answer(state: &AppState, source: &str, secret: &str, request: Request) 
         discard(request.into_body()).await;
         return (StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than {MAX_BODY_BYTES} bytes\n"));
     }
-    let Some(hold) = state.intake.admit(declared.unwrap_or(MAX_BODY_BYTES)) else {
+    let Some(mut hold) = state.intake.admit(declared.unwrap_or(MAX_BODY_BYTES)) else {
         webhook_rejected(&label, "overloaded");
         discard(request.into_body()).await;
         return (StatusCode::SERVICE_UNAVAILABLE, "too many deliveries in flight; retry later\n".into());
@@ -266,6 +283,7 @@ async fn answer(state: &AppState, source: &str, secret: &str, request: Request) 
             return (status, format!("{}\n", rejection.body_text()));
         }
     };
+    hold.shrink_to(body.len());
     let work = state.handler.handle(source.to_owned(), Delivery { body, jwt, hold });
     match tokio::time::timeout(DEADLINE, work).await {
         Err(_) => {
@@ -298,6 +316,18 @@ pub async fn serve(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn a_body_without_length_keeps_only_its_own_room_once_read() {
+        let intake = Intake::new(MAX_BODY_BYTES);
+        let mut hold = intake.admit(MAX_BODY_BYTES).unwrap();
+        assert!(intake.admit(1).is_none(), "the whole budget is taken until the body is read");
+        hold.shrink_to(3_000);
+        assert_eq!(hold.bytes, 3 * 1024);
+        assert_eq!(intake.kib.available_permits(), MAX_BODY_BYTES / 1024 - 3);
+        drop(hold);
+        assert_eq!(intake.kib.available_permits(), MAX_BODY_BYTES / 1024);
+    }
 
     /// A handler whose work for a delivery outlives its answer (as a commit queued behind a stuck one
     /// does) until `release`.
