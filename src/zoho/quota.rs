@@ -133,7 +133,7 @@ fn next_reset(now: DateTime<Utc>, offset_min: i32) -> DateTime<Utc> {
 }
 
 /// How long calls wait when Desk's own count (X-Rate-Limit-Remaining-v3) says a call no longer fits,
-/// before one goes out to ask again: the reset time is an estimate (see
+/// before calls go out again to ask (those in flight at once, `max_concurrency` at most): the reset time is an estimate (see
 /// [`crate::zoho::datacenter::DataCenter::credit_reset_utc_offset_min`]), and a refused call is not
 /// charged and brings Desk's exact Retry-After.
 pub const DESK_REMAINING_RECHECK: Duration = Duration::from_secs(15 * 60);
@@ -499,7 +499,7 @@ mod tests {
             st.pause_reason.as_deref().is_some_and(|r| r.contains("X-Rate-Limit-Remaining-v3")),
             "{st:?}"
         );
-        // After the recheck pause one call goes out to ask Desk again.
+        // After the recheck pause calls go out to ask Desk again.
         let _p = guard.acquire(3).await;
         assert!(t.elapsed() >= Duration::from_millis(250), "{:?}", t.elapsed());
         assert!(guard.status().paused_until.is_none());
