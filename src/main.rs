@@ -7,11 +7,7 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 use zoho_desk_cdc::config::{Settings, SnapshotMode};
 
-/// mimalloc: every record is parsed into many small JSON values and freed again; with glibc's allocator
-/// that churn cost about a third of the JSON parse (measured in `make bench`). Built without transparent huge
-/// pages (`no_thp`): zeroing each fresh 2 MiB page cost 3 % of a snapshot's CPU and raised peak RSS by a third.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod allocator;
 
 #[derive(Parser)]
 #[command(name = "zoho-desk-cdc", version, about = "Streams a ZoHo Desk organization into Apache Kafka.")]
@@ -61,6 +57,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    allocator::keep_freed_memory();
     let cli = Cli::parse();
     init_tracing();
     let settings = |path: &PathBuf| match Settings::load(path) {
