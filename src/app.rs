@@ -61,6 +61,8 @@ impl AppError {
             AppError::Config(_) | AppError::NoSecret(_) => 2,
             AppError::Kafka(error) => error.exit_code(),
             AppError::Source(SourceError::Config(..)) => 2,
+            // The certificate or key named in the configuration is missing or unreadable.
+            AppError::Webhook(webhook::WebhookServerError::Tls { .. }) => 2,
             _ => 1,
         }
     }
@@ -346,6 +348,20 @@ pub async fn run(
     tracing::info!(addr = %admin_addr, "Admin server listening (/metrics /healthz /readyz /status).");
     let admin_task = tokio::spawn(admin::serve(listener, admin::router(metrics, probe), shutdown.clone()));
 
+    // The service URL's port and certificate are taken before any producer starts: starting one fences a
+    // running instance with the same transactional ids, so a port in use or a bad certificate must stop this
+    // instance before it gets that far.
+    let webhook_listener = webhook::bind(settings.http.webhook_listen).await?;
+    let tls = if settings.http.tls_cert.is_empty() {
+        None
+    } else {
+        let files = webhook::TlsFiles {
+            cert: settings.http.tls_cert.clone().into(),
+            key: settings.http.tls_key.clone().into(),
+        };
+        Some(webhook::load_tls(&files).await?)
+    };
+
     let registry = RegistryClient::new(&settings.schema_registry.url)?;
     let mut runtimes = Vec::new();
     for (source, handle) in settings.sources.iter().zip(&handles) {
@@ -361,7 +377,6 @@ pub async fn run(
             .push(Arc::new(stream_source(rt.clone(), handle.desk.clone(), &settings.http.public_url).await?));
     }
     let stream_handler = Arc::new(StreamHandler::new(streams));
-    let webhook_listener = webhook::bind(settings.http.webhook_listen).await?;
     let webhook_addr = webhook_listener.local_addr().unwrap_or(settings.http.webhook_listen);
     for s in &settings.sources {
         tracing::info!(source = %s.name, addr = %webhook_addr,
@@ -370,16 +385,12 @@ pub async fn run(
     }
     let max_inflight = settings.http.webhook_max_inflight_mib as usize * 1024 * 1024;
     let app = webhook::router(stream_handler.clone(), max_inflight);
-    let webhook_task = if settings.http.tls_cert.is_empty() {
-        tokio::spawn(webhook::serve(webhook_listener, app, shutdown.clone()))
-    } else {
-        let files = webhook::TlsFiles {
-            cert: settings.http.tls_cert.clone().into(),
-            key: settings.http.tls_key.clone().into(),
-        };
-        let tls = webhook::load_tls(&files).await?;
-        tracing::info!("Serving the service URL over HTTPS.");
-        tokio::spawn(webhook::serve_tls(webhook_listener, app, tls, shutdown.clone()))
+    let webhook_task = match tls {
+        None => tokio::spawn(webhook::serve(webhook_listener, app, shutdown.clone())),
+        Some(tls) => {
+            tracing::info!("Serving the service URL over HTTPS.");
+            tokio::spawn(webhook::serve_tls(webhook_listener, app, tls, shutdown.clone()))
+        }
     };
 
     for source in &settings.sources {

@@ -65,3 +65,66 @@ async fn a_second_instance_fences_the_first_and_nothing_is_committed_twice() {
     assert!(ok, "fencing let something be committed twice or lost");
     sim.stop().await.unwrap();
 }
+
+/// A second instance that cannot serve its service URL (the port taken, or a certificate that cannot be
+/// read) stops before it starts a producer, so the running instance is not fenced by a failed start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_that_cannot_serve_does_not_fence_the_first() {
+    let sim = Simulator::start(zoho_desk_cdc::sim::SimConfig::default(), "127.0.0.1:0").await.unwrap();
+    let base = sim.base_url();
+    let prefix = common::unique("fence_start").replace('-', "_");
+    let extra = "snapshot_mode = \"never\"\nmodules = [\"tickets\"]";
+    let dir = tempfile::tempdir().unwrap();
+    let (w1, a1) = (common::free_port(), common::free_port());
+    let config1 =
+        common::bridge_config_with(dir.path(), &base, &prefix, extra, w1, a1).to_str().unwrap().to_owned();
+    common::auth(&base, &config1).await;
+    let mut first = common::Bridge::start(&["run", "--config", &config1]);
+    common::wait_ready(&format!("http://127.0.0.1:{a1}")).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while tokio::net::TcpStream::connect(("127.0.0.1", w1)).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the first instance's service URL never listened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The same source with (a) the first's webhook port, (b) a certificate file that does not exist.
+    let second = |webhook_port: u16, tls: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            std::path::Path::new(&config1).with_file_name("main.credentials.json"),
+            dir.path().join("main.credentials.json"),
+        )
+        .unwrap();
+        let config =
+            common::bridge_config_with(dir.path(), &base, &prefix, extra, webhook_port, common::free_port());
+        if tls {
+            let text = std::fs::read_to_string(&config).unwrap().replace(
+                "[http]\n",
+                &format!(
+                    "[http]\ntls_cert = \"{0}/missing.crt\"\ntls_key = \"{0}/missing.key\"\n",
+                    dir.path().display()
+                ),
+            );
+            std::fs::write(&config, text).unwrap();
+        }
+        (dir, config.to_str().unwrap().to_owned())
+    };
+    let (_port_dir, port_taken) = second(w1, false);
+    let (rc, _, err) = common::run_bridge(&["run", "--config", &port_taken], Duration::from_secs(60));
+    assert_eq!(rc, 1, "{}", common::tail(&err, 20));
+    assert!(err.contains("cannot listen on"), "{}", common::tail(&err, 20));
+    let (_tls_dir, bad_tls) = second(common::free_port(), true);
+    let (rc, _, err) = common::run_bridge(&["run", "--config", &bad_tls], Duration::from_secs(60));
+    assert_eq!(rc, 2, "{}", common::tail(&err, 20));
+    assert!(err.contains("http.tls_cert"), "{}", common::tail(&err, 20));
+
+    // A fenced instance learns it at its next heartbeat (every 5 s) and exits; three beats pass here.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    if let Some((rc, err)) = first.exited() {
+        panic!("the running instance stopped ({rc}):\n{}", common::tail(&err, 30));
+    }
+    let (rc, err) = first.terminate(Duration::from_secs(30));
+    assert_eq!(rc, 0, "{}", common::tail(&err, 20));
+    assert!(!err.contains("another instance"), "{}", common::tail(&err, 20));
+    sim.stop().await.unwrap();
+}
