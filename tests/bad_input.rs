@@ -1081,6 +1081,47 @@ fn every_bad_config_exits_2_naming_the_key() {
     assert!(failures.is_empty(), "config rows failed:\n{}", failures.join("\n"));
 }
 
+/// A credentials file that `auth` did not write for this source (another client, another data center, not a
+/// credentials file at all) is a set-up step to redo: `run` exits 2 telling the operator to run `auth` again,
+/// before it connects to anything, and without quoting the file's tokens.
+#[test]
+fn unusable_credentials_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("main.credentials.json");
+    let config = dir.path().join("c.toml");
+    let credentials_key = format!("credentials_file = \"{}\"", creds.display());
+    std::fs::write(
+        &config,
+        GOOD.replacen("credentials_file = \"main.credentials.json\"", &credentials_key, 1),
+    )
+    .unwrap();
+    let file = |client: &str, dc: &str| {
+        format!(
+            r#"{{"refresh_token": "1000.LEAK-REFRESH", "org_id": "60000000001", "data_center": "{dc}", "client_id": "{client}"}}"#
+        )
+    };
+    for (class, text, message) in [
+        ("another client", file("1000.OTHER", "com"), "was written for client 1000.OTHER"),
+        ("another data center", file("1000.ABC", "eu"), "was written for data center eu"),
+        ("not a credentials file", r#"{"refresh_token": 5}"#.to_owned(), "is not a credentials file"),
+        (
+            "no refresh token",
+            file("1000.ABC", "com").replace("1000.LEAK-REFRESH", ""),
+            "holds no refresh token",
+        ),
+    ] {
+        std::fs::write(&creds, text).unwrap();
+        let out = std::process::Command::new(common::bridge_bin())
+            .args(["run", "--snapshot-mode", "initial_only", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{class}: {stderr}");
+        assert!(stderr.contains(message) && stderr.contains("auth"), "{class}: {stderr}");
+        assert!(!stderr.contains("LEAK-REFRESH"), "{class}: {stderr}");
+    }
+}
+
 /// A config without `[[sources]]` has nothing to stream: `check` and `run` (which with `initial_only` would
 /// otherwise report every snapshot committed) exit 2 naming `sources`.
 #[test]

@@ -61,7 +61,7 @@ impl Credentials {
         };
         // serde_json's text quotes input values (`invalid type: string "1000.…"`), which here are tokens:
         // only the kind of error and where it is are kept.
-        let creds: Credentials = serde_json::from_str(&text).map_err(|e| ZohoError::Credentials {
+        let creds: Credentials = serde_json::from_str(&text).map_err(|e| ZohoError::CredentialsUnusable {
             path: path.to_owned(),
             message: format!(
                 "is not a credentials file written by `zoho-desk-cdc auth` ({} at line {} column {}); \
@@ -72,7 +72,7 @@ impl Credentials {
             ),
         })?;
         if creds.refresh_token.is_empty() {
-            return Err(ZohoError::Credentials {
+            return Err(ZohoError::CredentialsUnusable {
                 path: path.to_owned(),
                 message: "holds no refresh token; run `auth` again".into(),
             });

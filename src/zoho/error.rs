@@ -17,8 +17,13 @@ pub enum ZohoError {
     )]
     NotAuthorized { source_name: String, path: PathBuf },
 
+    /// The file could not be read or written (a runtime failure).
     #[error("credentials file {path}: {message}")]
     Credentials { path: PathBuf, message: String },
+
+    /// The file is not one `auth` wrote for this source's client and data center: `auth` has to run again.
+    #[error("credentials file {path}: {message}")]
+    CredentialsUnusable { path: PathBuf, message: String },
 
     #[error(
         "Zoho Accounts rejected the grant code for source `{source_name}` (invalid_code): it has expired, was already used, or was made for another client; generate a new one (API Console → Self Client → Generate Code) and run `auth` again within its lifetime"
@@ -118,6 +123,7 @@ impl ZohoError {
         match self {
             ZohoError::Config(_)
             | ZohoError::NotAuthorized { .. }
+            | ZohoError::CredentialsUnusable { .. }
             | ZohoError::GrantCodeRejected { .. }
             | ZohoError::InvalidClient { .. }
             | ZohoError::InvalidClientSecret { .. }

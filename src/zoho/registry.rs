@@ -79,7 +79,7 @@ impl DeskRegistry {
             path: path.clone(),
         })?;
         if !creds.client_id.is_empty() && creds.client_id != source.client_id {
-            return Err(ZohoError::Credentials {
+            return Err(ZohoError::CredentialsUnusable {
                 path: path.clone(),
                 message: format!(
                     "was written for client {} but sources.{}.client_id is {}; run `auth` again for this client",
@@ -88,7 +88,7 @@ impl DeskRegistry {
             });
         }
         if !creds.data_center.is_empty() && creds.data_center != source.data_center {
-            return Err(ZohoError::Credentials {
+            return Err(ZohoError::CredentialsUnusable {
                 path: path.clone(),
                 message: format!(
                     "was written for data center {} but sources.{}.data_center is {}; run `auth` again",
