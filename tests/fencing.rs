@@ -8,6 +8,17 @@ use std::time::Duration;
 use zoho_desk_cdc::sim::Simulator;
 use zoho_desk_cdc::zoho::module::Module;
 
+/// Waits until the service URL on `port` answers HTTP, which it does once the instance's producers hold their
+/// transactional ids (its port is bound before that, so a connection alone says nothing).
+async fn wait_serving(port: u16) {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while client.get(format!("http://127.0.0.1:{port}/")).send().await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the first instance's service URL never answered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_instance_fences_the_first_and_nothing_is_committed_twice() {
     let sim = Simulator::start(common::crash_sim_config(12_000), "127.0.0.1:0").await.unwrap();
@@ -27,13 +38,9 @@ async fn a_second_instance_fences_the_first_and_nothing_is_committed_twice() {
 
     let mut first = common::Bridge::start(&["run", "--config", &config1]);
     common::wait_ready(&format!("http://127.0.0.1:{a1}")).await;
-    // The service URL listens once the first's producers hold their transactional ids; a second started
-    // before that could be fenced by the first instead (a broker that just started is slow to answer).
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    while tokio::net::TcpStream::connect(("127.0.0.1", w1)).await.is_err() {
-        assert!(std::time::Instant::now() < deadline, "the first instance's service URL never listened");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // A second started before the first's producers hold their transactional ids could be fenced by the
+    // first instead (a broker that just started is slow to answer).
+    wait_serving(w1).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut second = common::Bridge::start(&["run", "--config", &config2]);
     common::wait_ready(&format!("http://127.0.0.1:{a2}")).await;
@@ -81,11 +88,7 @@ async fn a_second_instance_that_cannot_serve_does_not_fence_the_first() {
     common::auth(&base, &config1).await;
     let mut first = common::Bridge::start(&["run", "--config", &config1]);
     common::wait_ready(&format!("http://127.0.0.1:{a1}")).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    while tokio::net::TcpStream::connect(("127.0.0.1", w1)).await.is_err() {
-        assert!(std::time::Instant::now() < deadline, "the first instance's service URL never listened");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_serving(w1).await;
 
     // The same source with (a) the first's webhook port, (b) a certificate file that does not exist.
     let second = |webhook_port: u16, tls: bool| {
