@@ -6,8 +6,9 @@
 //! pages back to the kernel after a second and glibc trimmed its heaps and mapped large batches afresh, so
 //! the next use took a page fault and a zeroed page each time: 7 % of the snapshot's CPU went to page faults.
 //! Keeping the memory cost 20-30 MiB more peak RSS and saved about a tenth of the snapshot's CPU per record
-//! (200,000 tickets, nineteen runs with and without taken in turn: 24.7 against 22.2 µs on average). An operator's
-//! `MIMALLOC_PURGE_DELAY`, `MALLOC_TRIM_THRESHOLD_`, `MALLOC_MMAP_THRESHOLD_` or `GLIBC_TUNABLES` wins.
+//! (200,000 tickets, nineteen runs with and without taken in turn: 24.7 against 22.2 µs on average).
+//! An operator's `MIMALLOC_PURGE_DELAY`, `MALLOC_TRIM_THRESHOLD_`, `MALLOC_MMAP_THRESHOLD_` or `GLIBC_TUNABLES`
+//! wins.
 // The only unsafe code of the crate: two C calls that change allocator settings, made once at start-up.
 #![allow(unsafe_code)]
 
