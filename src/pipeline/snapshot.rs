@@ -296,6 +296,51 @@ fn prepend_reread(records: &mut Vec<Record>, reread: Vec<Record>) {
     *records = both;
 }
 
+/// A page read overlapped with its predecessor (see [`overlapped`] and [`shifted`]).
+struct OverlappedPage {
+    /// The rows read again (when the list shifted), then the page's own.
+    page: Page,
+    /// How many rows the page itself held.
+    fetched: u32,
+    /// The ids of the page's own rows: the next page's predecessor.
+    own_ids: Vec<Id>,
+    /// Where the rows read again start, if they were read.
+    reread_from: Option<u32>,
+}
+
+/// Reads `path` at `request_from` (`from` is `list_base` plus the offset) and, when the list shifted under
+/// the walk since the previous page was read, the rows before it again: rows that left the list (or the
+/// search window) before the previous page's end moved unread rows back past that end. Re-read rows are
+/// dropped as recent ids, before any detail call.
+#[allow(clippy::too_many_arguments)]
+async fn read_overlapped<D: DeskPages>(
+    desk: &D,
+    module: Module,
+    cursor: &SnapshotCursor,
+    path: String,
+    query: Vec<(String, String)>,
+    list_base: u32,
+    request_from: u32,
+    limit: u32,
+) -> Result<OverlappedPage, SnapshotError> {
+    let key = catalog::spec(module).records_key;
+    let read_at = |offset: u32| {
+        let mut query = query.clone();
+        query.push(("from".into(), (list_base + offset).to_string()));
+        fetch(desk, module, path.clone(), query, key)
+    };
+    let mut page = read_at(request_from).await?;
+    let reread_from = shifted(cursor, request_from, limit, &page).then(|| request_from.saturating_sub(limit));
+    let reread = match reread_from {
+        Some(offset) => read_at(offset).await?.records,
+        None => Vec::new(),
+    };
+    let fetched = u32::try_from(page.records.len()).unwrap_or(u32::MAX);
+    let own_ids = page.records.iter().filter_map(cursor_id).collect();
+    prepend_reread(&mut page.records, reread);
+    Ok(OverlappedPage { page, fetched, own_ids, reread_from })
+}
+
 async fn fetch<D: DeskPages>(
     desk: &D,
     module: Module,
@@ -582,23 +627,9 @@ async fn sorted_step<D: DeskPages>(
     };
     query.push(("sortBy".into(), "createdTime".into()));
     query.push(("limit".into(), limit.to_string()));
-    let read_at = |offset: u32| {
-        let mut query = query.clone();
-        query.push(("from".into(), (list_base + offset).to_string()));
-        fetch(desk, module, path.clone(), query, spec.records_key)
-    };
-    let mut page = read_at(request_from).await?;
-    // Rows left the list (or the search window) before the previous page's end since it was read: the rows
-    // that moved back past that end were skipped. Read them again (re-read rows are dropped as recent ids,
-    // before any detail call).
-    let reread_from = shifted(&next, request_from, limit, &page).then(|| request_from.saturating_sub(limit));
-    let reread = match reread_from {
-        Some(offset) => read_at(offset).await?.records,
-        None => Vec::new(),
-    };
-    let fetched = u32::try_from(page.records.len()).unwrap_or(u32::MAX);
-    next.prev_page_ids = page.records.iter().filter_map(cursor_id).collect();
-    prepend_reread(&mut page.records, reread);
+    let OverlappedPage { mut page, fetched, own_ids, reread_from } =
+        read_overlapped(desk, module, &next, path, query, list_base, request_from, limit).await?;
+    next.prev_page_ids = own_ids;
     if searching && (request_from == 0 || reread_from == Some(0)) {
         // Skip what was emitted at the window's start instant before the window moved.
         page.records.retain(|r| {
@@ -771,25 +802,15 @@ async fn list_step<D: DeskPages>(
     let mut query: Vec<(String, String)> =
         spec.list_query.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     query.push(("limit".into(), limit.to_string()));
-    let read_at = |offset: u32| {
-        let mut query = query.clone();
-        query.push(("from".into(), (base + offset).to_string()));
-        fetch(desk, module, spec.path.to_owned(), query, spec.records_key)
-    };
     // As in a sorted walk: a delete nobody reports shifts rows back between two page reads, so every page
     // after the first re-reads its predecessor's last row, and a page without it reads the rows before it
     // again.
     let request_from = overlapped(cursor.from, 0);
-    let mut page = read_at(request_from).await?;
-    let fetched = u32::try_from(page.records.len()).unwrap_or(u32::MAX);
-    let reread = match shifted(&cursor, request_from, limit, &page) {
-        true => read_at(request_from.saturating_sub(limit)).await?.records,
-        false => Vec::new(),
-    };
+    let OverlappedPage { mut page, fetched, own_ids, .. } =
+        read_overlapped(desk, module, &cursor, spec.path.to_owned(), query, base, request_from, limit)
+            .await?;
     let mut next = cursor;
-    let previous =
-        std::mem::replace(&mut next.prev_page_ids, page.records.iter().filter_map(cursor_id).collect());
-    prepend_reread(&mut page.records, reread);
+    let previous = std::mem::replace(&mut next.prev_page_ids, own_ids);
     page.records.retain(|r| !r.id().is_some_and(|id| previous.iter().any(|p| **p == *id)));
     next.pages += 1;
     next.records += page.records.len() as u64;
