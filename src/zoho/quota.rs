@@ -231,30 +231,19 @@ impl QuotaGuard {
             let recheck =
                 chrono::Duration::from_std(self.inner.desk_recheck).unwrap_or(chrono::Duration::zero());
             let until = next_reset(now, offset).min(now + recheck);
-            st.paused_until = Some(until);
-            st.pause_reason = Some(format!(
+            self.pause(&mut st, until, format!(
                 "Desk reports {left} API credits left today (X-Rate-Limit-Remaining-v3), fewer than a call costs"
             ));
-            tracing::warn!(
-                source = %self.inner.label,
-                until = %until.to_rfc3339(),
-                left,
-                "Desk's API credits for today are nearly spent; pausing Desk calls."
-            );
             self.publish(&st);
             return false;
         }
         let budget = self.inner.settings.daily_credits;
         if st.spent_today + cost > budget {
             let until = next_reset(now, offset);
-            st.paused_until = Some(until);
-            st.pause_reason =
-                Some(format!("the daily budget of {budget} credits (quota.daily_credits) is spent"));
-            tracing::warn!(
-                source = %self.inner.label,
-                until = %until.to_rfc3339(),
-                budget,
-                "Daily API credit budget spent; pausing Desk calls until the reset."
+            self.pause(
+                &mut st,
+                until,
+                format!("the daily budget of {budget} credits (quota.daily_credits) is spent"),
             );
             self.publish(&st);
             return false;
@@ -343,17 +332,18 @@ impl QuotaGuard {
         let mut st = lock(&self.inner.state);
         st.desk_remaining = Some(0);
         if st.paused_until.is_none_or(|p| p < until) {
-            st.paused_until = Some(until);
-            st.pause_reason =
-                Some("Desk answered THRESHOLD_EXCEEDED: the org's API credits for today are spent".into());
-            tracing::warn!(
-                source = %self.inner.label,
-                until = %until.to_rfc3339(),
-                "Desk API credits exhausted (THRESHOLD_EXCEEDED); pausing Desk calls until the reset."
-            );
+            let reason = "Desk answered THRESHOLD_EXCEEDED: the org's API credits for today are spent";
+            self.pause(&mut st, until, reason.into());
         }
         self.publish(&st);
         until
+    }
+
+    /// Holds Desk calls until `until`, for `reason` (shown in `/status` and logged).
+    fn pause(&self, st: &mut State, until: DateTime<Utc>, reason: String) {
+        tracing::warn!(source = %self.inner.label, until = %until.to_rfc3339(), %reason, "Pausing Desk calls.");
+        st.paused_until = Some(until);
+        st.pause_reason = Some(reason);
     }
 
     fn limit_event(&self, code: &str, message: &str, reason: &'static str) {
