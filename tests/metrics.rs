@@ -109,17 +109,12 @@ async fn metrics_during_a_snapshot_cover_the_contract() {
 async fn snapshot_completed_survives_a_restart() {
     let sim = Simulator::start(zoho_desk_cdc::sim::SimConfig::default(), "127.0.0.1:0").await.unwrap();
     let base = sim.base_url();
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = common::unique("completed").replace('-', "_");
-    let aport = common::free_port();
-    let config = common::bridge_config_with(dir.path(), &base, &prefix, "", 0, aport);
-    let config = config.to_str().unwrap().to_owned();
-    common::auth(&base, &config).await;
+    let common::AuthorizedSource { dir: _dir, config, admin, .. } =
+        common::authorized_source(&base, "completed").await;
     let (rc, err) = common::run_initial_only(&config, Duration::from_secs(300)).await;
     assert_eq!(rc, 0, "first load failed:\n{}", common::tail(&err, 40));
 
     let bridge = common::Bridge::start(&["run", "--config", &config]);
-    let admin = format!("http://127.0.0.1:{aport}");
     common::wait_ready(&admin).await;
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -145,13 +140,8 @@ async fn snapshot_completed_survives_a_restart() {
 async fn spent_credits_survive_a_restart() {
     let sim = Simulator::start(zoho_desk_cdc::sim::SimConfig::default(), "127.0.0.1:0").await.unwrap();
     let base = sim.base_url();
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = common::unique("credits").replace('-', "_");
-    let aport = common::free_port();
-    let config = common::bridge_config_with(dir.path(), &base, &prefix, "", 0, aport);
-    let config = config.to_str().unwrap().to_owned();
-    common::auth(&base, &config).await;
-    let admin = format!("http://127.0.0.1:{aport}");
+    let common::AuthorizedSource { dir: _dir, config, admin, .. } =
+        common::authorized_source(&base, "credits").await;
     let http = reqwest::Client::new();
     let spent =
         |status: serde_json::Value| status["sources"][0]["desk"]["quota"]["spent_today"].as_u64().unwrap();

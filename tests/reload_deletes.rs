@@ -13,12 +13,8 @@ use zoho_desk_cdc::zoho::module::Module;
 async fn an_always_reload_tombstones_records_deleted_while_the_bridge_was_down() {
     let sim = Simulator::start(SimConfig::default(), "127.0.0.1:0").await.unwrap();
     let base = sim.base_url();
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = common::unique("reload").replace('-', "_");
-    let aport = common::free_port();
-    let config = common::bridge_config_with(dir.path(), &base, &prefix, "", 0, aport);
-    let config = config.to_str().unwrap().to_owned();
-    common::auth(&base, &config).await;
+    let common::AuthorizedSource { dir: _dir, prefix, config, admin } =
+        common::authorized_source(&base, "reload").await;
 
     let (rc, err) = common::run_initial_only(&config, Duration::from_secs(300)).await;
     assert_eq!(rc, 0, "first load failed:\n{}", common::tail(&err, 40));
@@ -43,7 +39,6 @@ async fn an_always_reload_tombstones_records_deleted_while_the_bridge_was_down()
     }
 
     let bridge = common::Bridge::start(&["run", "--config", &config, "--snapshot-mode", "always"]);
-    let admin = format!("http://127.0.0.1:{aport}");
     common::wait_ready(&admin).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
     while !common::snapshot_done(&admin).await {

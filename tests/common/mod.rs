@@ -277,6 +277,24 @@ pub async fn verify_topics_with(
     (out.status.success(), text)
 }
 
+/// One source authorised against the simulator at `sim_base`: its directory (config and credentials), topic
+/// prefix (unique, from `tag`), config path and admin URL; the service URL on any free port.
+pub struct AuthorizedSource {
+    pub dir: tempfile::TempDir,
+    pub prefix: String,
+    pub config: String,
+    pub admin: String,
+}
+
+pub async fn authorized_source(sim_base: &str, tag: &str) -> AuthorizedSource {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique(tag).replace('-', "_");
+    let aport = free_port();
+    let config = bridge_config_with(dir.path(), sim_base, &prefix, "", 0, aport).to_str().unwrap().to_owned();
+    auth(sim_base, &config).await;
+    AuthorizedSource { dir, prefix, config, admin: format!("http://127.0.0.1:{aport}") }
+}
+
 /// Runs `run --snapshot-mode initial_only` to completion (bounded) and returns (exit code, stderr).
 pub async fn run_initial_only(config: &str, timeout: std::time::Duration) -> (i32, String) {
     let config = config.to_owned();
