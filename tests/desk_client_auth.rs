@@ -8,7 +8,7 @@ mod desk_client_support;
 use desk_client_support::{Env, Quota, quick_options, settings_for, start};
 use std::time::Duration;
 use zoho_desk_cdc::sim::SimConfig;
-use zoho_desk_cdc::zoho::auth::{check_desk, check_source, check_token, exchange_grant_code};
+use zoho_desk_cdc::zoho::auth::{CheckOutcome, check_desk, check_lines, check_token, exchange_grant_code};
 use zoho_desk_cdc::zoho::credentials::Credentials;
 use zoho_desk_cdc::zoho::error::ZohoError;
 use zoho_desk_cdc::zoho::registry::DeskRegistry;
@@ -54,9 +54,10 @@ async fn auth_writes_private_credentials_and_prints_the_service_url() {
 
     // `check` lines, and a restart that reuses the cached token instead of asking for a new one.
     let issued = env.stats().await["tokens_issued"].as_u64().unwrap();
-    let lines = check_source(&DeskRegistry::new(quick_options()), &env.settings.sources[0]).await.unwrap();
-    assert!(lines[0].starts_with("token: ok"), "{lines:?}");
-    assert!(lines[1].starts_with("desk: ok") && lines[1].contains("60000000001"), "{lines:?}");
+    let lines = check_lines(&DeskRegistry::new(quick_options()), &env.settings.sources[0]).await;
+    assert!(lines.iter().all(|l| l.outcome == CheckOutcome::Ok), "{lines:?}");
+    assert!(lines[0].text.starts_with("token: ok"), "{lines:?}");
+    assert!(lines[1].text.starts_with("desk: ok") && lines[1].text.contains("60000000001"), "{lines:?}");
     assert_eq!(env.stats().await["tokens_issued"].as_u64().unwrap(), issued, "cached token reused");
     let client = env.client(quick_options());
     let dbg = format!("{client:?} {}", client.status());

@@ -257,15 +257,6 @@ pub async fn check_lines(registry: &DeskRegistry, source: &SourceSettings) -> Ve
     }
 }
 
-/// Both `check` lines for one source, from the config alone.
-pub async fn check_source(
-    registry: &DeskRegistry,
-    source: &SourceSettings,
-) -> Result<Vec<String>, ZohoError> {
-    let client = registry.client(source)?;
-    Ok(vec![check_token(&client).await?, check_desk(&client).await?])
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
