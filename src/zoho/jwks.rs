@@ -380,6 +380,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_an_unreachable_jwks_is_retry_later_and_every_bad_jwt_is_a_refusal() {
+        // CONTRACT §4: a bad JWT is 401, an unknown key id included (Desk signs with the keys it publishes).
+        assert_eq!(JwtError::UnknownKid.status(), 401);
+        assert_eq!(JwtError::UnknownKid.reason(), "jwt_unknown_kid");
+        assert_eq!(JwtError::BadSignature.status(), 401);
+        assert_eq!(JwtError::Audience { expected: "webhookId:1".into() }.status(), 401);
+        assert_eq!(JwtError::Expired.status(), 401);
+        assert_eq!(JwtError::JwksUnavailable { url: "u".into(), message: "m".into() }.status(), 503);
+    }
+
+    #[test]
     fn jwks_parsing_skips_unusable_keys() {
         let body = br#"{"keys": [
             {"kty": "EC", "kid": "ec", "x": "a", "y": "b"},
