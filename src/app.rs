@@ -127,7 +127,7 @@ async fn heartbeat(
         for (role, producer) in [("snapshot", &rt.snapshot_producer), ("stream", &*rt.stream_producer)] {
             let beat = rt.writer.state_record(
                 format!("heartbeat/{role}"),
-                &serde_json::json!({"ts_ms": chrono::Utc::now().timestamp_millis()}),
+                serde_json::json!({"ts_ms": chrono::Utc::now().timestamp_millis()}).to_string(),
             );
             match producer.write_if_idle(vec![beat], INTERVAL).await {
                 Ok(_) => {}
@@ -192,7 +192,7 @@ async fn persist_credits(
         }
         let record = rt.writer.state_record(
             CREDITS_KEY.to_owned(),
-            &serde_json::json!({"day": day.to_string(), "spent": spent}),
+            serde_json::json!({"day": day.to_string(), "spent": spent}).to_string(),
         );
         match rt.stream_producer.write(vec![record]).await {
             Ok(()) => written = Some((day, spent)),

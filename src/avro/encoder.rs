@@ -110,15 +110,22 @@ impl Encoder {
     }
 
     pub fn encode_key(&self, module: Module, id: &str) -> Result<Vec<u8>, EncodeError> {
+        let mut out = Vec::with_capacity(id.len() + 8);
+        self.write_key(module, id, &mut out)?;
+        Ok(out)
+    }
+
+    /// Appends the key of record `id` to `out` (see [`Self::encode_key`]).
+    pub fn write_key(&self, module: Module, id: &str, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let p = self.modules.get(&module).ok_or(EncodeError::NotPrepared(module))?;
         if p.plan.is_some() {
             // The key schema is `{id: string}`: the datum is the string.
-            let mut out = header(p.key_id, id.len() + 2);
-            direct::string(&mut out, id);
-            return Ok(out);
+            header(p.key_id, out);
+            direct::string(out, id);
+            return Ok(());
         }
         let value = Avro::Record(vec![("id".into(), Avro::String(id.to_owned()))]);
-        frame(p.key_id, &p.key, &value).map_err(|message| EncodeError::Avro {
+        frame(p.key_id, &p.key, &value, out).map_err(|message| EncodeError::Avro {
             module,
             id: id.into(),
             message,
@@ -126,32 +133,46 @@ impl Encoder {
     }
 
     pub fn encode_value(&self, event: &ChangeEvent, ts_ms: i64) -> Result<Vec<u8>, EncodeError> {
+        let mut out = Vec::with_capacity(Self::value_size_hint(event));
+        self.write_value(event, ts_ms, &mut out)?;
+        Ok(out)
+    }
+
+    /// Appends the value of `event` to `out` (see [`Self::encode_value`]); on an error `out` may hold part
+    /// of it.
+    pub fn write_value(&self, event: &ChangeEvent, ts_ms: i64, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let p = self.modules.get(&event.module).ok_or(EncodeError::NotPrepared(event.module))?;
         match &p.plan {
-            Some(plan) => self.write_value(p, plan, event, ts_ms),
-            None => self.build_value(p, event, ts_ms),
+            Some(plan) => self.write_direct(p, plan, event, ts_ms, out),
+            None => self.build_value(p, event, ts_ms, out),
         }
+    }
+
+    /// About the bytes of `event`'s value, or a little more: the length of its images' text (a bound on
+    /// their Avro) and room for the envelope.
+    pub fn value_size_hint(event: &ChangeEvent) -> usize {
+        256 + event.before.as_ref().map_or(0, Record::text_len)
+            + event.after.as_ref().map_or(0, Record::text_len)
     }
 
     /// The envelope written field by field, in the order of `envelope.avsc` and `source.avsc` (a test
     /// checks the bytes against [`Self::build_value`]).
-    fn write_value(
+    fn write_direct(
         &self,
         p: &Prepared,
         plan: &direct::Plan<'_>,
         event: &ChangeEvent,
         ts_ms: i64,
-    ) -> Result<Vec<u8>, EncodeError> {
+        out: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
         let module = event.module;
-        let image_len = event.before.as_ref().map_or(0, Record::text_len)
-            + event.after.as_ref().map_or(0, Record::text_len);
-        let mut out = header(p.value_id, 256 + image_len);
+        header(p.value_id, out);
         for image in [&event.before, &event.after] {
             match image {
-                None => direct::null(&mut out),
+                None => direct::null(out),
                 Some(record) => {
-                    direct::some(&mut out);
-                    direct::write_record(plan, record, &mut out).map_err(|source| EncodeError::Convert {
+                    direct::some(out);
+                    direct::write_record(plan, record, out).map_err(|source| EncodeError::Convert {
                         module,
                         id: event.id.clone(),
                         source,
@@ -159,25 +180,31 @@ impl Encoder {
                 }
             }
         }
-        direct::string(&mut out, event.op.code());
-        direct::long(&mut out, ts_ms);
+        direct::string(out, event.op.code());
+        direct::long(out, ts_ms);
         // source
-        direct::string(&mut out, env!("CARGO_PKG_VERSION"));
-        direct::string(&mut out, "zoho-desk");
-        direct::string(&mut out, &self.info.topic_prefix);
-        direct::long(&mut out, event.source_ts_ms);
-        direct::opt_string(&mut out, event.snapshot.map(|s| s.as_str()));
-        direct::string(&mut out, &self.info.org_id);
-        direct::string(&mut out, module.name());
-        direct::opt_string(&mut out, event.event_type.as_deref());
-        direct::some(&mut out);
-        direct::long(&mut out, event.source_ts_ms);
-        direct::opt_string(&mut out, event.position.as_deref());
-        Ok(out)
+        direct::string(out, env!("CARGO_PKG_VERSION"));
+        direct::string(out, "zoho-desk");
+        direct::string(out, &self.info.topic_prefix);
+        direct::long(out, event.source_ts_ms);
+        direct::opt_string(out, event.snapshot.map(|s| s.as_str()));
+        direct::string(out, &self.info.org_id);
+        direct::string(out, module.name());
+        direct::opt_string(out, event.event_type.as_deref());
+        direct::some(out);
+        direct::long(out, event.source_ts_ms);
+        direct::opt_string(out, event.position.as_deref());
+        Ok(())
     }
 
     /// The envelope as an `apache_avro` value, validated and encoded against the schema.
-    fn build_value(&self, p: &Prepared, event: &ChangeEvent, ts_ms: i64) -> Result<Vec<u8>, EncodeError> {
+    fn build_value(
+        &self,
+        p: &Prepared,
+        event: &ChangeEvent,
+        ts_ms: i64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
         let module = event.module;
         let image = |r: &Option<Record>| -> Result<Avro, EncodeError> {
             match r {
@@ -210,7 +237,7 @@ impl Encoder {
             ("ts_ms".into(), Avro::Long(ts_ms)),
             ("source".into(), source),
         ]);
-        frame(p.value_id, &p.value, &value).map_err(|message| EncodeError::Avro {
+        frame(p.value_id, &p.value, &value, out).map_err(|message| EncodeError::Avro {
             module,
             id: event.id.clone(),
             message,
@@ -219,17 +246,14 @@ impl Encoder {
 }
 
 /// The Confluent framing: magic byte 0, then the schema id big-endian.
-fn header(id: u32, capacity: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(5 + capacity);
+fn header(id: u32, out: &mut Vec<u8>) {
     out.push(0);
     out.extend_from_slice(&id.to_be_bytes());
-    out
 }
 
-fn frame(id: u32, writer: &GenericDatumWriter<'_>, value: &Avro) -> Result<Vec<u8>, String> {
-    let mut out = header(id, 256);
-    writer.write_value_ref(&mut out, value).map_err(|e| e.to_string())?;
-    Ok(out)
+fn frame(id: u32, writer: &GenericDatumWriter<'_>, value: &Avro, out: &mut Vec<u8>) -> Result<(), String> {
+    header(id, out);
+    writer.write_value_ref(out, value).map(|_| ()).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -242,7 +266,8 @@ mod tests {
         let schema = apache_avro::Schema::parse_str(schemas::KEY).unwrap();
         let writer = GenericDatumWriter::builder(&schema).build().unwrap();
         let value = Avro::Record(vec![("id".into(), Avro::String("7".into()))]);
-        let bytes = frame(0x0102_0304, &writer, &value).unwrap();
+        let mut bytes = Vec::new();
+        frame(0x0102_0304, &writer, &value, &mut bytes).unwrap();
         assert_eq!(&bytes[..5], &[0, 1, 2, 3, 4]);
         assert_eq!(&bytes[5..], &[2, b'7']); // zig-zag length 1, then the byte
     }
@@ -285,15 +310,20 @@ mod tests {
                     position: Some("page 3".into()),
                 };
                 let p = &enc.modules[&m];
-                let direct = enc.write_value(p, p.plan.as_ref().unwrap(), &event, 5).unwrap();
-                let built = enc.build_value(p, &event, 5).unwrap();
+                // Each appends to what the buffer holds (a commit writes many events into one buffer).
+                let (mut direct, mut built) = (b"earlier".to_vec(), b"earlier".to_vec());
+                enc.write_direct(p, p.plan.as_ref().unwrap(), &event, 5, &mut direct).unwrap();
+                enc.build_value(p, &event, 5, &mut built).unwrap();
                 // Maps (cf) have one entry here, so the two encodings are byte for byte the same.
                 assert_eq!(direct, built, "{m} {op:?}");
+                assert_eq!(enc.encode_value(&event, 5).unwrap(), direct[b"earlier".len()..]);
             }
             let p = &enc.modules[&m];
             let key = enc.encode_key(m, "42").unwrap();
             let value = Avro::Record(vec![("id".into(), Avro::String("42".into()))]);
-            assert_eq!(key, frame(p.key_id, &p.key, &value).unwrap());
+            let mut framed = Vec::new();
+            frame(p.key_id, &p.key, &value, &mut framed).unwrap();
+            assert_eq!(key, framed);
         }
     }
 }

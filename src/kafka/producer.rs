@@ -8,6 +8,7 @@ use crate::metrics::{
     KAFKA_BROKER_RTT_MS, KAFKA_PRODUCE_ERRORS_TOTAL, KAFKA_QUEUE_BYTES, KAFKA_QUEUE_MESSAGES,
     KAFKA_TRANSACTIONS_TOTAL,
 };
+use bytes::Bytes;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::statistics::Statistics;
@@ -39,8 +40,9 @@ pub enum ProduceError {
 #[derive(Debug, Clone)]
 pub struct OutRecord {
     pub topic: Arc<str>,
-    pub key: Vec<u8>,
-    pub value: Option<Vec<u8>>,
+    /// Shared bytes: the keys and values of a commit's events are slices of one buffer.
+    pub key: Bytes,
+    pub value: Option<Bytes>,
 }
 
 /// How often librdkafka reports its statistics (queue depth, broker round trips) to `/metrics`.
@@ -534,9 +536,9 @@ impl Lane {
         for r in records {
             acks.pending.fetch_add(1, Ordering::AcqRel);
             let mut rec: BaseRecord<'_, [u8], [u8], Arc<Acks>> =
-                BaseRecord::with_opaque_to(&r.topic, acks.clone()).key(r.key.as_slice());
+                BaseRecord::with_opaque_to(&r.topic, acks.clone()).key(&r.key[..]);
             if let Some(v) = &r.value {
-                rec = rec.payload(v.as_slice());
+                rec = rec.payload(&v[..]);
             }
             // A full local queue is backpressure: wait for room instead of dropping.
             loop {

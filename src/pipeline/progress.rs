@@ -17,7 +17,7 @@ pub struct ModuleProgress {
     pub total: Option<u64>,
     pub percent: Option<f64>,
     pub eta_s: Option<u64>,
-    pub cursor: Option<serde_json::Value>,
+    pub cursor: Option<RawJson>,
     /// Commit time minus the Desk event time of the module's last streamed change (the
     /// `milliseconds_behind_source` gauge); null until a webhook change of the module is committed.
     pub lag_ms: Option<i64>,
@@ -26,6 +26,19 @@ pub struct ModuleProgress {
     pub started: Option<Instant>,
     #[serde(skip)]
     pub records_at_start: u64,
+}
+
+/// JSON text, shown in `/status` as the JSON it holds (a snapshot cursor, written once per page for its
+/// state record and read here only when asked for).
+#[derive(Debug, Clone, Default)]
+pub struct RawJson(pub String);
+
+impl Serialize for RawJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let raw: &serde_json::value::RawValue =
+            serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
+    }
 }
 
 impl ModuleProgress {
@@ -157,5 +170,15 @@ mod tests {
         assert!(lines[1].starts_with("main       contacts") && lines[1].contains(" 1234  "), "{table}");
         assert!(lines[2].contains("tickets") && lines[2].contains("pending"), "{table}");
         assert_eq!(lines.len(), 4, "{table}");
+    }
+
+    #[test]
+    fn a_cursor_shows_as_the_json_it_holds() {
+        let p = SourceProgress::default();
+        p.update("tickets", |m| m.cursor = Some(RawJson(r#"{"from":100,"recent_ids":["1","2"]}"#.into())));
+        assert_eq!(
+            p.snapshot()["tickets"]["cursor"],
+            serde_json::json!({"from": 100, "recent_ids": ["1", "2"]})
+        );
     }
 }

@@ -253,7 +253,7 @@ async fn relist_module<D: DeskPages>(
         found += outcome.deleted + outcome.refreshed;
     }
     let state = if fresh.len() <= RELIST_STATE_MAX {
-        vec![(relist_key(module), serde_json::json!({ "hashes": &fresh }))]
+        vec![(relist_key(module), serde_json::json!({ "hashes": &fresh }).to_string())]
     } else {
         Vec::new()
     };
@@ -318,7 +318,7 @@ async fn reconcile_module<D: DeskPages>(
             // Gone (or trashed) since the search listed it: that is the change the webhooks missed.
             changes.push(ChangeEvent::refetched(module, &id, found, now, None, "reconcile"));
         }
-        let state = vec![(state_key(module), serde_json::json!({ "watermark_ms": newest }))];
+        let state = vec![(state_key(module), serde_json::json!({ "watermark_ms": newest }).to_string())];
         let committed = runtime.writer.commit(&runtime.stream_producer, changes, state).await?;
         found += committed.events as u64;
         match next_page(window_start, from, fetched, page.count, last_ms) {

@@ -9,7 +9,7 @@
 
 use super::commit::{CommitError, Shifts, Writer};
 use super::cursor::{Id, Partition, SnapshotCursor};
-use super::progress::SourceProgress;
+use super::progress::{RawJson, SourceProgress};
 use super::{DeskFailure, DeskPages, Page};
 use crate::change::Record;
 use crate::change::{ChangeEvent, Op, SnapshotMarker, record_time_ms};
@@ -29,6 +29,8 @@ pub enum SnapshotError {
     TieOverflow { module: Module, ts_ms: i64 },
     #[error("{0} is walked by time or per ticket, not re-listed whole")]
     NotListable(Module),
+    #[error("the snapshot cursor could not be written as JSON: {0}")]
+    Cursor(#[from] serde_json::Error),
 }
 
 /// Everything a module snapshot writes through.
@@ -931,7 +933,9 @@ async fn commit_pages(
         }
     }
     crate::metrics::records_without_id(sink.source, module, without_id);
-    let cursor_json = serde_json::to_value(&cursor).unwrap_or_default();
+    // Written straight from the cursor, once for the state record and `/status`: through a
+    // `serde_json::Value` its thousand recent ids cost as much as a tenth of the page's encoding.
+    let cursor_json = serde_json::to_string(&cursor)?;
     let state = vec![(SnapshotCursor::state_key(module), cursor_json.clone())];
     let committed = sink.writer.commit(sink.producer, events, state).await?;
     let labels = [("source", sink.source.to_owned()), ("module", module.name().to_owned())];
@@ -939,7 +943,7 @@ async fn commit_pages(
     sink.progress.update(module.name(), |p| {
         p.records = cursor.records;
         p.pages = cursor.pages;
-        p.cursor = Some(cursor_json);
+        p.cursor = Some(RawJson(cursor_json));
     });
     Ok(cursor)
 }
