@@ -40,23 +40,25 @@ pub struct Record {
     known: Known,
 }
 
-/// Where the fields the pipeline reads of every record are (the last of each name), found while indexing:
-/// a lookup by name scans all fields, and these are asked for several times per record.
+/// Where the values the pipeline reads of every record are (the last of each name), found while indexing:
+/// a lookup by name scans all fields, and these are asked for several times per record. The value's span
+/// itself, not its field's index: a page's records are read again only after the page waited its turn in
+/// the commit queue, out of the caches, and the field list is then one more miss per lookup.
 #[derive(Clone, Copy, Default)]
-struct Known([Option<u32>; KNOWN_KEYS.len()]);
+struct Known([Option<Span>; KNOWN_KEYS.len()]);
 
 /// The names [`Known`] keeps, by slot.
 const KNOWN_KEYS: [&str; 3] = ["id", "createdTime", "modifiedTime"];
 
 impl Known {
-    fn note(&mut self, key: &str, at: u32) {
+    fn note(&mut self, key: &str, value: Span) {
         if let Some(slot) = Self::slot(key) {
-            self.0[slot] = Some(at);
+            self.0[slot] = Some(value);
         }
     }
 
-    /// `Some(position)` when `key` is one of these (`Some(None)`: it is, and the record lacks it).
-    fn find(&self, key: &str) -> Option<Option<u32>> {
+    /// `Some(value)` when `key` is one of these (`Some(None)`: it is, and the record lacks it).
+    fn find(&self, key: &str) -> Option<Option<Span>> {
         Self::slot(key).map(|slot| self.0[slot])
     }
 
@@ -184,7 +186,7 @@ impl Record {
             let value = span(scan.skip_value()?)?;
             let key = if k.escaped { Key::Owned(scan.key_text(&k)?.into()) } else { Key::At(span(k.inner)?) };
             let field = Field { key, value };
-            known.note(Record::key_in(text, &field), u32::try_from(fields.len()).map_err(|_| TOO_LONG)?);
+            known.note(Record::key_in(text, &field), value);
             fields.push(field);
         }
         Ok(Record { text: text.clone(), fields, known })
@@ -192,7 +194,10 @@ impl Record {
 
     /// The value of `key` (its last occurrence).
     pub fn get(&self, key: &str) -> Option<Json<'_>> {
-        self.field(key).map(|f| self.value(f))
+        if let Some(at) = self.known.find(key) {
+            return at.map(|s| Json(self.slice(s)));
+        }
+        self.fields.iter().rev().find(|f| self.key_is(f, key)).map(|f| self.value(f))
     }
 
     /// The record id, as Desk sends it (a string or a number).
@@ -285,9 +290,9 @@ impl Record {
                     f.value = p.value;
                     found = true;
                 }
+                // Either way the key's last value is now this one.
+                known.note(key, p.value);
                 if !found {
-                    // Both records' fields were counted in 32 bits; together they still are, far below a 4 GiB text.
-                    known.note(key, u32::try_from(fields.len()).unwrap_or(u32::MAX));
                     fields.push(p.clone());
                 }
             }
@@ -312,14 +317,6 @@ impl Record {
             }
         }
         Self::parse(&w.finish()).unwrap_or_default()
-    }
-
-    /// The last field named `key`.
-    fn field(&self, key: &str) -> Option<&Field> {
-        if let Some(at) = self.known.find(key) {
-            return at.and_then(|i| self.fields.get(i as usize));
-        }
-        self.fields.iter().rev().find(|f| self.key_is(f, key))
     }
 
     /// Whether `f`, a field of this record, is named `key`.
@@ -680,8 +677,8 @@ mod tests {
     #[test]
     fn an_overlay_within_one_text_reads_as_one_across_texts() {
         let (now, prev) = (
-            r#"{"id":"1","s":"Open","a":1,"a":2,"t":"x"}"#,
-            r#"{"s":"Closed","a":3,"old":true,"old":false}"#,
+            r#"{"id":"1","s":"Open","a":1,"a":2,"t":"x","modifiedTime":"new"}"#,
+            r#"{"s":"Closed","a":3,"old":true,"old":false,"modifiedTime":"m1","modifiedTime":"m2","createdTime":"c"}"#,
         );
         let text: Arc<str> = Arc::from(format!("{now}{prev}"));
         let shared = Record::within(&text, &text[..now.len()])
@@ -691,10 +688,15 @@ mod tests {
         assert_eq!(shared.to_map(), apart.to_map());
         assert_eq!(
             Value::Object(shared.to_map()),
-            json!({"id": "1", "s": "Closed", "a": 3, "t": "x", "old": false})
+            json!({"id": "1", "s": "Closed", "a": 3, "t": "x", "modifiedTime": "m2", "old": false, "createdTime": "c"})
         );
         assert_eq!(shared.get("old").unwrap().raw(), "false");
-        assert_eq!(shared.get_str("id").as_deref(), Some("1"));
+        // The names looked up without a scan (`Known`) read the overlay too, replaced or added.
+        for r in [&shared, &apart] {
+            assert_eq!(r.get_str("id").as_deref(), Some("1"));
+            assert_eq!(r.get_str("modifiedTime").as_deref(), Some("m2"));
+            assert_eq!(r.get_str("createdTime").as_deref(), Some("c"));
+        }
     }
 
     #[test]

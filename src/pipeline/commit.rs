@@ -208,11 +208,12 @@ impl Batch {
             let key = (r.event.module, r.event.id.clone());
             let superseded = self.seen.get(&key).is_some_and(|n| n.supersedes(v, op))
                 || mine.get(&key).is_some_and(|n| n.supersedes(v, op));
-            if superseded || !guard.admits_version(&r.event, v) {
+            let verdict = if superseded { None } else { Some(guard.judge(&r.event, v)) };
+            let Some(verdict) = verdict.filter(|v| v.admitted) else {
                 stale += 1;
                 continue;
-            }
-            if op == Op::Read && guard.knows(r.event.module, &r.event.id) {
+            };
+            if op == Op::Read && verdict.known {
                 // A snapshot re-read (after a rewind) that finds a newer version reports an update, so every
                 // key keeps exactly one `r`.
                 r.event.op = Op::Update;

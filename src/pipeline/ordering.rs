@@ -8,8 +8,18 @@
 
 use crate::change::{ChangeEvent, Op, record_time_ms};
 use crate::zoho::module::Module;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+
+/// What [`OrderingGuard::judge`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    /// Newer than what was committed for its key.
+    pub admitted: bool,
+    /// Some version of its key was committed (and is still remembered).
+    pub known: bool,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Seen {
@@ -63,8 +73,15 @@ impl OrderingGuard {
 
     /// [`Self::admits`] for an event whose [`version_of`] is known.
     pub fn admits_version(&self, event: &ChangeEvent, v: i64) -> bool {
-        let Some(seen) = self.get(event.module, &event.id) else { return true };
-        match event.op {
+        self.judge(event, v).admitted
+    }
+
+    /// Whether `event`, of version `v`, is admitted, and whether its key is known: one lookup for both.
+    pub fn judge(&self, event: &ChangeEvent, v: i64) -> Verdict {
+        let Some(seen) = self.get(event.module, &event.id) else {
+            return Verdict { admitted: true, known: false };
+        };
+        let admitted = match event.op {
             // A snapshot read never overrides anything the stream committed at or after its version.
             Op::Read => v > seen.version,
             // A delete older than the committed version (trashed, then restored and updated, with the delete
@@ -73,7 +90,8 @@ impl OrderingGuard {
             // time of its own is versioned at its receive time, so it still wins over what came before.
             Op::Delete => v > seen.version || (!seen.deleted && v == seen.version),
             Op::Create | Op::Update => v > seen.version,
-        }
+        };
+        Verdict { admitted, known: true }
     }
 
     /// Deletes of `module` committed after sequence number `seen`: (latest sequence, how many, earliest
@@ -101,17 +119,18 @@ impl OrderingGuard {
         }
         let entry = Seen { version: v, deleted: event.op == Op::Delete };
         let ids = self.seen.entry(event.module).or_default();
-        match ids.get_mut(event.id.as_str()) {
-            Some(s) => {
+        // One lookup: a snapshot's keys are all new, and a key is stored once anyway.
+        match ids.entry(Arc::from(event.id.as_str())) {
+            Entry::Occupied(mut s) => {
                 // Only a version at least as new moves the key: an older delete never marks a newer live
                 // version deleted.
-                if v >= s.version {
-                    *s = entry;
+                if v >= s.get().version {
+                    s.insert(entry);
                 }
             }
-            None => {
-                let id: Arc<str> = Arc::from(event.id.as_str());
-                ids.insert(id.clone(), entry);
+            Entry::Vacant(slot) => {
+                let id = slot.key().clone();
+                slot.insert(entry);
                 self.order.push_back((event.module, id));
                 self.evict();
             }
