@@ -174,7 +174,8 @@ fn restore_credits(rt: &SourceRuntime, quota: &crate::zoho::quota::QuotaGuard) {
 }
 
 /// Writes the day's spent credits to the state topic whenever they changed, so a restart does not start
-/// the daily budget afresh. One small transaction on the stream producer every few seconds at most.
+/// the daily budget afresh. One small transaction on the stream producer every few seconds at most, and a
+/// last one when the bridge stops (bounded by [`CREDITS_FINAL_WRITE`]), so a stop loses none of the count.
 async fn persist_credits(
     rt: Arc<SourceRuntime>,
     quota: crate::zoho::quota::QuotaGuard,
@@ -182,34 +183,56 @@ async fn persist_credits(
 ) {
     let mut written = None;
     loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(CREDITS_PERSIST_INTERVAL) => {}
-        }
+        let stopping = tokio::select! {
+            _ = shutdown.cancelled() => true,
+            _ = tokio::time::sleep(CREDITS_PERSIST_INTERVAL) => false,
+        };
         let (day, spent) = quota.spent();
-        if written == Some((day, spent)) {
-            continue;
+        if written != Some((day, spent)) {
+            let record = rt.writer.state_record(
+                CREDITS_KEY.to_owned(),
+                serde_json::json!({"day": day.to_string(), "spent": spent}).to_string(),
+            );
+            let write = rt.stream_producer.write(vec![record]);
+            let outcome = if stopping {
+                let Ok(outcome) = tokio::time::timeout(CREDITS_FINAL_WRITE, write).await else {
+                    tracing::warn!(
+                        source = rt.name(),
+                        spent,
+                        "Timed out persisting the day's spent API credits on shutdown."
+                    );
+                    return;
+                };
+                outcome
+            } else {
+                write.await
+            };
+            match outcome {
+                Ok(()) => written = Some((day, spent)),
+                // The producer is gone for good; the heartbeat reports it and stops the bridge.
+                Err(
+                    error @ (crate::kafka::producer::ProduceError::Fenced(_)
+                    | crate::kafka::producer::ProduceError::Fatal(_)),
+                ) => {
+                    tracing::warn!(source = rt.name(), %error, "Stopped persisting the day's spent API credits.");
+                    return;
+                }
+                Err(error) if stopping => {
+                    tracing::warn!(source = rt.name(), %error, spent, "Could not persist the day's spent API credits on shutdown.")
+                }
+                Err(error) => {
+                    tracing::warn!(source = rt.name(), %error, "Could not persist the day's spent API credits; retrying.")
+                }
+            }
         }
-        let record = rt.writer.state_record(
-            CREDITS_KEY.to_owned(),
-            serde_json::json!({"day": day.to_string(), "spent": spent}).to_string(),
-        );
-        match rt.stream_producer.write(vec![record]).await {
-            Ok(()) => written = Some((day, spent)),
-            // The producer is gone for good; the heartbeat reports it and stops the bridge.
-            Err(
-                error @ (crate::kafka::producer::ProduceError::Fenced(_)
-                | crate::kafka::producer::ProduceError::Fatal(_)),
-            ) => {
-                tracing::warn!(source = rt.name(), %error, "Stopped persisting the day's spent API credits.");
-                return;
-            }
-            Err(error) => {
-                tracing::warn!(source = rt.name(), %error, "Could not persist the day's spent API credits; retrying.")
-            }
+        if stopping {
+            return;
         }
     }
 }
+
+/// How long a stopping bridge waits for the last write of the day's spent credits.
+const CREDITS_FINAL_WRITE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Readiness needs to know whether the cluster answers; ask it every few seconds.
 async fn watch_kafka(
@@ -416,10 +439,12 @@ pub async fn run(
         let span = tracing::info_span!("heartbeat", source = %rt.name());
         tokio::spawn(heartbeat(rt.clone(), stopped.clone(), shutdown.clone()).instrument(span));
     }
+    let mut credit_tasks = Vec::new();
     for (rt, handle) in runtimes.iter().zip(&handles) {
         let span = tracing::info_span!("credits", source = %rt.name());
         let quota = handle.desk.quota().clone();
-        tokio::spawn(persist_credits(rt.clone(), quota, shutdown.clone()).instrument(span));
+        credit_tasks
+            .push(tokio::spawn(persist_credits(rt.clone(), quota, shutdown.clone()).instrument(span)));
     }
 
     let mut tasks = JoinSet::new();
@@ -462,6 +487,12 @@ pub async fn run(
         Ok(Err(error)) => tracing::warn!(%error, "Webhook server ended with an error."),
         Err(error) => tracing::warn!(%error, "Webhook server task ended abnormally."),
         Ok(Ok(())) => {}
+    }
+    // Each ends within CREDITS_FINAL_WRITE of the shutdown.
+    for task in credit_tasks {
+        if let Err(error) = task.await {
+            tracing::warn!(%error, "Credit persisting task ended abnormally.");
+        }
     }
     for name in settings.sources.iter().map(|s| s.name.as_str()) {
         if let Some(s) = stream_handler.source(name) {
