@@ -385,7 +385,7 @@ pub async fn run(
         Some(webhook::load_tls(&files).await?)
     };
 
-    let registry = RegistryClient::new(&settings.schema_registry.url)?;
+    let registry = RegistryClient::discover(&settings.schema_registry.url).await?;
     let mut runtimes = Vec::new();
     for (source, handle) in settings.sources.iter().zip(&handles) {
         let rt = SourceRuntime::prepare(&settings.kafka, &registry, source, handle.progress.clone()).await?;

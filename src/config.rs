@@ -95,7 +95,8 @@ impl Default for KafkaSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RegistrySettings {
-    /// Full base URL of the Confluent-compatible API (for Apicurio: `.../apis/ccompat/v7`).
+    /// Full base URL of the Confluent-compatible API (for Apicurio: `.../apis/ccompat/v7`; a bare host
+    /// that serves it only there is found: [`crate::avro::registry::RegistryClient::discover`]).
     pub url: String,
 }
 

@@ -207,7 +207,8 @@ async fn check(settings: Settings) -> anyhow::Result<()> {
             println!("kafka: FAILED ({}): {e}", settings.kafka.bootstrap_servers);
         }
     }
-    let registry = zoho_desk_cdc::avro::registry::RegistryClient::new(&settings.schema_registry.url)?;
+    let registry =
+        zoho_desk_cdc::avro::registry::RegistryClient::discover(&settings.schema_registry.url).await?;
     match registry.ping().await {
         Ok(()) => println!("registry: ok ({})", registry.base()),
         Err(e) => {

@@ -108,3 +108,33 @@ async fn transactional_avro_round_trip_through_real_broker_and_registry() {
         Value::Record(vec![("id".into(), Value::String("42".into())), ("n".into(), Value::Long(7))])
     );
 }
+
+/// CONTRACT §3 writes the registry as `url = "http://127.0.0.1:8081"`; the Apicurio registry the Makefile
+/// starts serves the Confluent API under `/apis/ccompat/v7`. The client finds it there, and leaves a URL
+/// with a path, or a registry that does not answer, as given.
+#[tokio::test]
+async fn the_registry_url_as_the_contract_writes_it_reaches_the_confluent_api() {
+    use zoho_desk_cdc::avro::registry::RegistryClient;
+    let full = common::registry_url();
+    let Some(root) = full.strip_suffix("/apis/ccompat/v7") else {
+        eprintln!("ZDC_TEST_REGISTRY is not an Apicurio ccompat URL; nothing to discover");
+        return;
+    };
+    let client = RegistryClient::discover(root).await.unwrap();
+    assert_eq!(client.base(), full);
+    let subject = format!("{}-value", common::unique("discover"));
+    let id = client.register(&subject, SCHEMA).await.unwrap();
+    let latest: serde_json::Value = reqwest::get(format!("{full}/subjects/{subject}/versions/latest"))
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(latest["id"].as_u64(), Some(u64::from(id)));
+    assert_eq!(RegistryClient::discover(&full).await.unwrap().base(), full);
+    assert_eq!(RegistryClient::discover(&format!("{root}/")).await.unwrap().base(), full);
+    let silent = "http://127.0.0.1:9";
+    assert_eq!(RegistryClient::discover(silent).await.unwrap().base(), silent);
+}

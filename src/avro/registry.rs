@@ -8,6 +8,9 @@ use std::time::Duration;
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
+/// Where Apicurio Registry serves the Confluent API (v7).
+const APICURIO_CCOMPAT: &str = "/apis/ccompat/v7";
+
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("schema registry at {url} is unreachable: {source}")]
@@ -39,6 +42,29 @@ impl RegistryClient {
             .build()
             .map_err(|source| RegistryError::Unreachable { url: base.to_owned(), source })?;
         Ok(Self { base: base.trim_end_matches('/').to_owned(), http, cache: Mutex::new(HashMap::new()) })
+    }
+
+    /// [`Self::new`], and when `url` is a bare host (no path) that serves no Confluent API at its root but
+    /// does at Apicurio's `/apis/ccompat/v7`, that path: `url = "http://127.0.0.1:8081"`, as CONTRACT §3
+    /// writes it, works against the Apicurio registry `make registry-up` starts as well as against Confluent.
+    /// Any other answer (or none) keeps `url` as given; calls then fail as they would have.
+    pub async fn discover(url: &str) -> Result<Self, RegistryError> {
+        let client = Self::new(url)?;
+        let bare = reqwest::Url::parse(&client.base).is_ok_and(|u| u.path() == "/");
+        if !bare || client.answers(&client.base).await != Some(404) {
+            return Ok(client);
+        }
+        let ccompat = format!("{}{APICURIO_CCOMPAT}", client.base);
+        if client.answers(&ccompat).await.is_some_and(|status| (200..300).contains(&status)) {
+            tracing::info!(url = %client.base, base = %ccompat, "The schema registry's Confluent API is under Apicurio's path; using it.");
+            return Ok(Self { base: ccompat, ..client });
+        }
+        Ok(client)
+    }
+
+    /// The status `GET {base}/subjects` answers, if any.
+    async fn answers(&self, base: &str) -> Option<u16> {
+        self.http.get(format!("{base}/subjects")).send().await.ok().map(|r| r.status().as_u16())
     }
 
     pub fn base(&self) -> &str {
