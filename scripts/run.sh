@@ -26,7 +26,7 @@ cat <<INFO
     service URL:  http://127.0.0.1:8080/webhooks/zoho/main/<webhook_secret>
     simulator:    http://127.0.0.1:8900  (ZoHo Desk stand-in; control API under /_sim/)
     Kafka:        127.0.0.1:9092, topics zohodesk.60000000001.<module>
-    registry:     http://127.0.0.1:8081/apis/ccompat/v7
+    registry:     http://127.0.0.1:8081
   Ctrl-C stops the bridge and the simulator; \`make down\` stops Kafka and the registry.
 
 INFO

@@ -15,6 +15,8 @@ REG_DIR="$CACHE/registry"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${CONTROLLER_PORT:-9093}"
 REGISTRY_PORT="${REGISTRY_PORT:-8081}"
+# Apicurio itself listens here; scripts/registry_front.py serves REGISTRY_PORT with the Confluent API at its root.
+REGISTRY_INTERNAL_PORT="${REGISTRY_INTERNAL_PORT:-18081}"
 MVN="mvn -q -B -Dstyle.color=never"
 # Apicurio 3.0.x is the newest line that runs on Java 17 (3.1+ needs Java 21).
 APICURIO_VERSION="3.0.9"
@@ -147,8 +149,8 @@ registry_fetch() {
 }
 
 registry_up() {
-  if pid_alive "$REG_DIR/registry.pid"; then
-    log "Schema registry already running (pid $(cat "$REG_DIR/registry.pid")) on 127.0.0.1:$REGISTRY_PORT."
+  if pid_alive "$REG_DIR/registry.pid" && pid_alive "$REG_DIR/front.pid"; then
+    log "Schema registry already running (pid $(cat "$REG_DIR/registry.pid"), front $(cat "$REG_DIR/front.pid")) on 127.0.0.1:$REGISTRY_PORT."
     return 0
   fi
   if port_open "$REGISTRY_PORT"; then
@@ -156,32 +158,43 @@ registry_up() {
     return 0
   fi
   registry_fetch
-  local jar
-  jar="$(ls "$REG_DIR"/app/apicurio-registry-app-*-runner.jar | head -1)"
-  log "Starting Apicurio Registry on 127.0.0.1:$REGISTRY_PORT (log: .cache/registry/registry.log) ..."
-  nohup java -Xmx384m -XX:+UseSerialGC \
-    -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$REGISTRY_PORT" \
-    -jar "$jar" >"$REG_DIR/registry.log" 2>&1 < /dev/null &
-  echo $! >"$REG_DIR/registry.pid"
+  if ! pid_alive "$REG_DIR/registry.pid"; then
+    local jar
+    jar="$(ls "$REG_DIR"/app/apicurio-registry-app-*-runner.jar | head -1)"
+    log "Starting Apicurio Registry on 127.0.0.1:$REGISTRY_INTERNAL_PORT (log: .cache/registry/registry.log) ..."
+    nohup java -Xmx384m -XX:+UseSerialGC \
+      -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$REGISTRY_INTERNAL_PORT" \
+      -jar "$jar" >"$REG_DIR/registry.log" 2>&1 < /dev/null &
+    echo $! >"$REG_DIR/registry.pid"
+  fi
+  # The front door: Apicurio serves the Confluent API only under /apis/ccompat/v7.
+  nohup python3 "$ROOT/scripts/registry_front.py" "$REGISTRY_PORT" "$REGISTRY_INTERNAL_PORT" \
+    >"$REG_DIR/front.log" 2>&1 < /dev/null &
+  echo $! >"$REG_DIR/front.pid"
   local i
   for i in $(seq 1 120); do
-    if ! pid_alive "$REG_DIR/registry.pid"; then
-      log "The registry exited during start-up; last log lines:"
-      tail -20 "$REG_DIR/registry.log" >&2
-      rm -f "$REG_DIR/registry.pid"
+    if ! pid_alive "$REG_DIR/registry.pid" || ! pid_alive "$REG_DIR/front.pid"; then
+      log "The registry or its front exited during start-up; last log lines:"
+      tail -20 "$REG_DIR/registry.log" "$REG_DIR/front.log" >&2
+      stop_pid "$REG_DIR/front.pid" "Schema registry front"
+      stop_pid "$REG_DIR/registry.pid" "Schema registry"
       return 1
     fi
-    if curl -sf "http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7/subjects" >/dev/null 2>&1; then
-      log "Schema registry is up (pid $(cat "$REG_DIR/registry.pid")), Confluent API at http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7."
+    if curl -sf "http://127.0.0.1:$REGISTRY_PORT/subjects" >/dev/null 2>&1 &&
+      curl -sf "http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7/subjects" >/dev/null 2>&1; then
+      log "Schema registry is up (pid $(cat "$REG_DIR/registry.pid"), front $(cat "$REG_DIR/front.pid")), Confluent API at http://127.0.0.1:$REGISTRY_PORT (also under /apis/ccompat/v7)."
       return 0
     fi
     sleep 0.5
   done
-  log "The registry did not answer within 60 s; see .cache/registry/registry.log."
+  log "The registry did not answer within 60 s; see .cache/registry/registry.log and front.log."
   return 1
 }
 
-registry_down() { stop_pid "$REG_DIR/registry.pid" "Schema registry"; }
+registry_down() {
+  stop_pid "$REG_DIR/front.pid" "Schema registry front"
+  stop_pid "$REG_DIR/registry.pid" "Schema registry"
+}
 
 SIM_DIR="$CACHE/sim"
 SIM_PORT="${SIM_PORT:-8900}"

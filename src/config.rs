@@ -102,7 +102,7 @@ pub struct RegistrySettings {
 
 impl Default for RegistrySettings {
     fn default() -> Self {
-        Self { url: "http://127.0.0.1:8081/apis/ccompat/v7".into() }
+        Self { url: "http://127.0.0.1:8081".into() }
     }
 }
 
