@@ -30,18 +30,14 @@ async fn transactional_avro_round_trip_through_real_broker_and_registry() {
 
     // Register the schema under TopicNameStrategy and get its id.
     let http = reqwest::Client::new();
-    let resp: serde_json::Value = http
-        .post(format!("{}/subjects/{topic}-value/versions", common::registry_url()))
-        .header("content-type", "application/vnd.schemaregistry.v1+json")
-        .json(&serde_json::json!({ "schema": SCHEMA }))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let resp = ok_json(
+        http.post(format!("{}/subjects/{topic}-value/versions", common::registry_url()))
+            .header("content-type", "application/vnd.schemaregistry.v1+json")
+            .json(&serde_json::json!({ "schema": SCHEMA }))
+            .send()
+            .await,
+    )
+    .await;
     let schema_id = u32::try_from(resp["id"].as_u64().expect("registry returned an id")).unwrap();
 
     // Confluent wire format: magic 0, big-endian schema id, Avro binary datum.
@@ -125,14 +121,7 @@ async fn the_registry_url_as_the_contract_writes_it_reaches_the_confluent_api() 
     let subject = format!("{}-value", common::unique("discover"));
     let id = client.register(&subject, SCHEMA).await.unwrap();
     for base in [root, full.as_str()] {
-        let latest: serde_json::Value = reqwest::get(format!("{base}/subjects/{subject}/versions/latest"))
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let latest = ok_json(reqwest::get(format!("{base}/subjects/{subject}/versions/latest")).await).await;
         assert_eq!(latest["id"].as_u64(), Some(u64::from(id)), "{base}");
     }
     assert_eq!(RegistryClient::discover(&full).await.unwrap().base(), full);
@@ -148,4 +137,9 @@ async fn the_registry_url_as_the_contract_writes_it_reaches_the_confluent_api() 
     }
     let silent = "http://127.0.0.1:9";
     assert_eq!(RegistryClient::discover(silent).await.unwrap().base(), silent);
+}
+
+/// The JSON body of a successful answer.
+async fn ok_json(sent: reqwest::Result<reqwest::Response>) -> serde_json::Value {
+    sent.unwrap().error_for_status().unwrap().json().await.unwrap()
 }
