@@ -109,13 +109,7 @@ impl Encoder {
         Ok(())
     }
 
-    pub fn encode_key(&self, module: Module, id: &str) -> Result<Vec<u8>, EncodeError> {
-        let mut out = Vec::with_capacity(id.len() + 8);
-        self.write_key(module, id, &mut out)?;
-        Ok(out)
-    }
-
-    /// Appends the key of record `id` to `out` (see [`Self::encode_key`]).
+    /// Appends the Kafka key of record `id` to `out`: the Confluent framing, then the key schema's datum.
     pub fn write_key(&self, module: Module, id: &str, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let p = self.modules.get(&module).ok_or(EncodeError::NotPrepared(module))?;
         if p.plan.is_some() {
@@ -132,14 +126,15 @@ impl Encoder {
         })
     }
 
+    /// The Kafka value of `event` on its own (see [`Self::write_value`]).
     pub fn encode_value(&self, event: &ChangeEvent, ts_ms: i64) -> Result<Vec<u8>, EncodeError> {
         let mut out = Vec::with_capacity(Self::value_size_hint(event));
         self.write_value(event, ts_ms, &mut out)?;
         Ok(out)
     }
 
-    /// Appends the value of `event` to `out` (see [`Self::encode_value`]); on an error `out` may hold part
-    /// of it.
+    /// Appends the Kafka value of `event` to `out`: the Confluent framing, then the envelope's datum. On an
+    /// error `out` may hold part of it.
     pub fn write_value(&self, event: &ChangeEvent, ts_ms: i64, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let p = self.modules.get(&event.module).ok_or(EncodeError::NotPrepared(event.module))?;
         match &p.plan {
@@ -319,7 +314,8 @@ mod tests {
                 assert_eq!(enc.encode_value(&event, 5).unwrap(), direct[b"earlier".len()..]);
             }
             let p = &enc.modules[&m];
-            let key = enc.encode_key(m, "42").unwrap();
+            let mut key = Vec::new();
+            enc.write_key(m, "42", &mut key).unwrap();
             let value = Avro::Record(vec![("id".into(), Avro::String("42".into()))]);
             let mut framed = Vec::new();
             frame(p.key_id, &p.key, &value, &mut framed).unwrap();

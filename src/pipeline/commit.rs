@@ -65,25 +65,25 @@ impl Writer {
         // free) per event cost as much as a tenth of writing its Avro.
         let room = events.iter().map(|e| e.id.len() + 8 + Encoder::value_size_hint(e)).sum();
         let mut buffer = Vec::with_capacity(room);
-        let mut ends = Vec::with_capacity(events.len());
+        // Per event: where its key starts, where its value starts, where the value ends.
+        let mut bounds = Vec::with_capacity(events.len());
         for event in &events {
+            let key_start = buffer.len();
             self.encoder.write_key(event.module, &event.id, &mut buffer)?;
-            let key_end = buffer.len();
+            let value_start = buffer.len();
             self.encoder.write_value(event, now, &mut buffer)?;
-            ends.push((key_end, buffer.len()));
+            bounds.push((key_start, value_start, buffer.len()));
         }
         let buffer = Bytes::from(buffer);
-        let mut start = 0;
         let ready = events
             .into_iter()
-            .zip(ends)
-            .map(|(event, (key_end, value_end))| {
+            .zip(bounds)
+            .map(|(event, (key_start, value_start, end))| {
                 let record = OutRecord {
                     topic: self.encoder.topic(event.module),
-                    key: buffer.slice(start..key_end),
-                    value: Some(buffer.slice(key_end..value_end)),
+                    key: buffer.slice(key_start..value_start),
+                    value: Some(buffer.slice(value_start..end)),
                 };
-                start = value_end;
                 Ready { version: super::ordering::version_of(&event), event, record }
             })
             .collect();

@@ -68,12 +68,7 @@ impl OrderingGuard {
 
     /// Whether `event` is newer than what was committed for its key.
     pub fn admits(&self, event: &ChangeEvent) -> bool {
-        self.admits_version(event, version_of(event))
-    }
-
-    /// [`Self::admits`] for an event whose [`version_of`] is known.
-    pub fn admits_version(&self, event: &ChangeEvent, v: i64) -> bool {
-        self.judge(event, v).admitted
+        self.judge(event, version_of(event)).admitted
     }
 
     /// Whether `event`, of version `v`, is admitted, and whether its key is known: one lookup for both.
@@ -119,7 +114,8 @@ impl OrderingGuard {
         }
         let entry = Seen { version: v, deleted: event.op == Op::Delete };
         let ids = self.seen.entry(event.module).or_default();
-        // One lookup: a snapshot's keys are all new, and a key is stored once anyway.
+        // One lookup for a new key (every key of a snapshot), at the price of an id copied and dropped again
+        // for a key already held.
         match ids.entry(Arc::from(event.id.as_str())) {
             Entry::Occupied(mut s) => {
                 // Only a version at least as new moves the key: an older delete never marks a newer live
