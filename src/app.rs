@@ -175,7 +175,8 @@ fn restore_credits(rt: &SourceRuntime, quota: &crate::zoho::quota::QuotaGuard) {
 
 /// Writes the day's spent credits to the state topic whenever they changed, so a restart does not start
 /// the daily budget afresh. One small transaction on the stream producer every few seconds at most, and a
-/// last one when the bridge stops (bounded by [`CREDITS_FINAL_WRITE`]), so a stop loses none of the count.
+/// last one when the bridge stops (which waits [`CREDITS_FINAL_WRITE`] at most for it), so a stop loses none
+/// of the count.
 async fn persist_credits(
     rt: Arc<SourceRuntime>,
     quota: crate::zoho::quota::QuotaGuard,
@@ -193,21 +194,7 @@ async fn persist_credits(
                 CREDITS_KEY.to_owned(),
                 serde_json::json!({"day": day.to_string(), "spent": spent}).to_string(),
             );
-            let write = rt.stream_producer.write(vec![record]);
-            let outcome = if stopping {
-                let Ok(outcome) = tokio::time::timeout(CREDITS_FINAL_WRITE, write).await else {
-                    tracing::warn!(
-                        source = rt.name(),
-                        spent,
-                        "Timed out persisting the day's spent API credits on shutdown."
-                    );
-                    return;
-                };
-                outcome
-            } else {
-                write.await
-            };
-            match outcome {
+            match rt.stream_producer.write(vec![record]).await {
                 Ok(()) => written = Some((day, spent)),
                 // The producer is gone for good; the heartbeat reports it and stops the bridge.
                 Err(
@@ -217,11 +204,9 @@ async fn persist_credits(
                     tracing::warn!(source = rt.name(), %error, "Stopped persisting the day's spent API credits.");
                     return;
                 }
-                Err(error) if stopping => {
-                    tracing::warn!(source = rt.name(), %error, spent, "Could not persist the day's spent API credits on shutdown.")
-                }
                 Err(error) => {
-                    tracing::warn!(source = rt.name(), %error, "Could not persist the day's spent API credits; retrying.")
+                    tracing::warn!(source = rt.name(), %error, spent, retrying = !stopping,
+                        "Could not persist the day's spent API credits.")
                 }
             }
         }
@@ -231,7 +216,8 @@ async fn persist_credits(
     }
 }
 
-/// How long a stopping bridge waits for the last write of the day's spent credits.
+/// How long a stopping bridge waits for the last writes of the day's spent credits (a Kafka outage must not
+/// hold the stop).
 const CREDITS_FINAL_WRITE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Readiness needs to know whether the cluster answers; ask it every few seconds.
@@ -488,10 +474,15 @@ pub async fn run(
         Err(error) => tracing::warn!(%error, "Webhook server task ended abnormally."),
         Ok(Ok(())) => {}
     }
-    // Each ends within CREDITS_FINAL_WRITE of the shutdown.
+    let last_credits = tokio::time::Instant::now() + CREDITS_FINAL_WRITE;
     for task in credit_tasks {
-        if let Err(error) = task.await {
-            tracing::warn!(%error, "Credit persisting task ended abnormally.");
+        match tokio::time::timeout_at(last_credits, task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "Credit persisting task ended abnormally."),
+            Err(_) => {
+                tracing::warn!("The day's spent API credits were not persisted on shutdown in time.");
+                break;
+            }
         }
     }
     for name in settings.sources.iter().map(|s| s.name.as_str()) {
