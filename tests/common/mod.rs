@@ -287,10 +287,24 @@ pub struct AuthorizedSource {
 }
 
 pub async fn authorized_source(sim_base: &str, tag: &str) -> AuthorizedSource {
+    authorized_source_with(sim_base, tag, "", 0).await
+}
+
+/// [`authorized_source`] with `extra` lines in its `[[sources]]` entry and the service URL on `webhook_port`
+/// (0: a port the system picks, for a bridge that is sent no webhooks).
+pub async fn authorized_source_with(
+    sim_base: &str,
+    tag: &str,
+    extra: &str,
+    webhook_port: u16,
+) -> AuthorizedSource {
     let dir = tempfile::tempdir().unwrap();
     let prefix = unique(tag).replace('-', "_");
     let aport = free_port();
-    let config = bridge_config_with(dir.path(), sim_base, &prefix, "", 0, aport).to_str().unwrap().to_owned();
+    let config = bridge_config_with(dir.path(), sim_base, &prefix, extra, webhook_port, aport)
+        .to_str()
+        .unwrap()
+        .to_owned();
     auth(sim_base, &config).await;
     AuthorizedSource { dir, prefix, config, admin: format!("http://127.0.0.1:{aport}") }
 }
@@ -427,15 +441,11 @@ pub struct TicketStream {
 
 /// Starts a [`TicketStream`] against the simulator at `sim_base`, its topic prefix made unique from `tag`.
 pub async fn start_ticket_stream(sim_base: &str, tag: &str) -> TicketStream {
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = unique(tag).replace('-', "_");
-    let (wport, aport) = (free_port(), free_port());
     let extra = "snapshot_mode = \"never\"\nregister_webhook = true\nmodules = [\"tickets\"]";
-    let config = bridge_config_with(dir.path(), sim_base, &prefix, extra, wport, aport);
-    let config = config.to_str().unwrap().to_owned();
-    auth(sim_base, &config).await;
+    let AuthorizedSource { dir, prefix, config, admin } =
+        authorized_source_with(sim_base, tag, extra, free_port()).await;
     let bridge = Bridge::start(&["run", "--config", &config]);
-    let health = format!("http://127.0.0.1:{aport}/healthz");
+    let health = format!("{admin}/healthz");
     assert!(wait_http_ok(&health, std::time::Duration::from_secs(60)).await, "the bridge never came up");
     TicketStream { dir, prefix, config, bridge }
 }
