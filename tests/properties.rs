@@ -192,6 +192,7 @@ proptest! {
         let text = if pretty { serde_json::to_string_pretty(&page) } else { serde_json::to_string(&page) }.unwrap();
         let text: std::sync::Arc<str> = text.into();
         let list = Record::list(&text, "data").unwrap().unwrap();
+        prop_assert!(list.has_array);
         prop_assert_eq!(list.records.len(), items.len());
         for (record, item) in list.records.iter().zip(&items) {
             prop_assert_eq!(&record.to_map(), item);

@@ -37,6 +37,10 @@ impl From<serde_json::Error> for RecordError {
 pub struct Record {
     text: Arc<str>,
     fields: Vec<Field>,
+    /// The unescaped keys of fields whose keys held escapes (rare: Desk's never do), by [`Key::Owned`].
+    /// Kept apart so that a field owns nothing: dropping a record frees its vectors without visiting each
+    /// field, and a field takes 20 bytes instead of 32.
+    owned_keys: Vec<Box<str>>,
     known: Known,
 }
 
@@ -70,22 +74,25 @@ impl Known {
 /// A list page read by [`Record::list`].
 pub struct RecordList<'t> {
     pub records: Vec<Record>,
+    /// Whether the object held an array under the key (its last value): an empty page and a page of
+    /// another shape both have no records.
+    pub has_array: bool,
     /// The page's other top-level fields (`count`, ...), in text order.
     pub rest: Vec<(Cow<'t, str>, Json<'t>)>,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 struct Field {
     key: Key,
     value: Span,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 enum Key {
     /// The key's characters in the text (it held no escapes).
     At(Span),
-    /// The unescaped key (it held escapes).
-    Owned(Box<str>),
+    /// The unescaped key (it held escapes): its index in the record's `owned_keys`.
+    Owned(u32),
 }
 
 #[derive(Clone, Copy)]
@@ -96,7 +103,7 @@ struct Span {
 
 impl Default for Record {
     fn default() -> Self {
-        Self { text: Arc::from("{}"), fields: Vec::new(), known: Known::default() }
+        Self { text: Arc::from("{}"), fields: Vec::new(), owned_keys: Vec::new(), known: Known::default() }
     }
 }
 
@@ -127,13 +134,15 @@ impl Record {
             scan.finish()?;
             return Ok(None);
         }
-        let mut list = RecordList { records: Vec::new(), rest: Vec::new() };
+        let mut list = RecordList { records: Vec::new(), has_array: false, rest: Vec::new() };
         let mut first = true;
         while let Some(k) = scan.next_key(&mut first)? {
             let name = scan.key_text(&k)?;
             if name == key {
                 // A repeated key counts as its last value.
-                list.records = Self::scan_items(text, &mut scan)?;
+                let items = Self::scan_items(text, &mut scan)?;
+                list.has_array = items.is_some();
+                list.records = items.unwrap_or_default();
             } else {
                 let value = scan.skip_value()?;
                 list.rest.push((name, Json(scan.slice(value))));
@@ -143,18 +152,19 @@ impl Record {
         Ok(Some(list))
     }
 
-    /// The objects of the array next in `scan`, as records of `text` (anything else is no records).
-    fn scan_items(text: &Arc<str>, scan: &mut Scanner<'_>) -> Result<Vec<Self>, RecordError> {
+    /// The objects of the array next in `scan`, as records of `text`; `None` (the value skipped) when it is
+    /// not an array.
+    fn scan_items(text: &Arc<str>, scan: &mut Scanner<'_>) -> Result<Option<Vec<Self>>, RecordError> {
         if !scan.open_array()? {
             scan.skip_value()?;
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let mut out = Vec::with_capacity(ITEMS_HINT);
         let mut first = true;
         while scan.next_item(&mut first)? {
             out.extend(Self::scan_object(text, scan)?);
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// The object next in `scan` as a record of `text`; `None` (the value skipped) for any other value.
@@ -180,16 +190,21 @@ impl Record {
     fn scan_fields(text: &Arc<str>, scan: &mut Scanner<'_>) -> Result<Self, RecordError> {
         // Desk records have some 60 fields; growing from a small vector cost two copies of each.
         let mut fields = Vec::with_capacity(FIELDS_HINT);
+        let mut owned_keys = Vec::new();
         let mut known = Known::default();
         let mut first = true;
         while let Some(k) = scan.next_key(&mut first)? {
             let value = span(scan.skip_value()?)?;
-            let key = if k.escaped { Key::Owned(scan.key_text(&k)?.into()) } else { Key::At(span(k.inner)?) };
+            let key = if k.escaped {
+                Key::Owned(own_key(&mut owned_keys, scan.key_text(&k)?.into())?)
+            } else {
+                Key::At(span(k.inner)?)
+            };
             let field = Field { key, value };
-            known.note(Record::key_in(text, &field), value);
+            known.note(Record::key_in(text, &owned_keys, &field), value);
             fields.push(field);
         }
-        Ok(Record { text: text.clone(), fields, known })
+        Ok(Record { text: text.clone(), fields, owned_keys, known })
     }
 
     /// The value of `key` (its last occurrence).
@@ -282,6 +297,7 @@ impl Record {
         if Arc::ptr_eq(&self.text, &prev.text) && !self.fields().any(|(k, v)| nested(k, v)) {
             let mut fields = Vec::with_capacity(self.fields.len() + prev.fields.len());
             fields.extend_from_slice(&self.fields);
+            let mut owned_keys = self.owned_keys.clone();
             let mut known = self.known;
             for p in &prev.fields {
                 let key = prev.key(p);
@@ -293,10 +309,18 @@ impl Record {
                 // Either way the key's last value is now this one.
                 known.note(key, p.value);
                 if !found {
-                    fields.push(p.clone());
+                    let key = match p.key {
+                        Key::At(s) => Key::At(s),
+                        // Indexes of `prev`'s own keys mean nothing here.
+                        Key::Owned(_) => match own_key(&mut owned_keys, key.into()) {
+                            Ok(i) => Key::Owned(i),
+                            Err(_) => continue,
+                        },
+                    };
+                    fields.push(Field { key, value: p.value });
                 }
             }
-            return Self { text: self.text.clone(), fields, known };
+            return Self { text: self.text.clone(), fields, owned_keys, known };
         }
         let mut w = ObjectWriter::default();
         for (k, v) in self.unique_fields() {
@@ -322,20 +346,20 @@ impl Record {
     /// Whether `f`, a field of this record, is named `key`.
     fn key_is(&self, f: &Field, key: &str) -> bool {
         // Compare lengths before slicing the text.
-        match &f.key {
-            Key::At(s) => (s.end - s.start) as usize == key.len() && self.slice(*s) == key,
-            Key::Owned(k) => &**k == key,
+        match f.key {
+            Key::At(s) => (s.end - s.start) as usize == key.len() && self.slice(s) == key,
+            Key::Owned(_) => self.key(f) == key,
         }
     }
 
-    fn key<'a>(&'a self, f: &'a Field) -> &'a str {
-        Self::key_in(&self.text, f)
+    fn key(&self, f: &Field) -> &str {
+        Self::key_in(&self.text, &self.owned_keys, f)
     }
 
-    fn key_in<'a>(text: &'a str, f: &'a Field) -> &'a str {
-        match &f.key {
-            Key::At(s) => slice(text, *s),
-            Key::Owned(k) => k,
+    fn key_in<'a>(text: &'a str, owned_keys: &'a [Box<str>], f: &Field) -> &'a str {
+        match f.key {
+            Key::At(s) => slice(text, s),
+            Key::Owned(i) => owned_keys.get(i as usize).map(|k| &**k).unwrap_or_default(),
         }
     }
 
@@ -403,6 +427,13 @@ fn span(at: std::ops::Range<usize>) -> Result<Span, RecordError> {
         (Ok(start), Ok(end)) => Ok(Span { start, end }),
         _ => Err(TOO_LONG),
     }
+}
+
+/// Keeps `key` in `owned_keys`; its index there.
+fn own_key(owned_keys: &mut Vec<Box<str>>, key: Box<str>) -> Result<u32, RecordError> {
+    let at = u32::try_from(owned_keys.len()).map_err(|_| TOO_LONG)?;
+    owned_keys.push(key);
+    Ok(at)
 }
 
 /// A value read by [`Record::scan_value`].
@@ -677,8 +708,8 @@ mod tests {
     #[test]
     fn an_overlay_within_one_text_reads_as_one_across_texts() {
         let (now, prev) = (
-            r#"{"id":"1","s":"Open","a":1,"a":2,"t":"x","modifiedTime":"new"}"#,
-            r#"{"s":"Closed","a":3,"old":true,"old":false,"modifiedTime":"m1","modifiedTime":"m2","createdTime":"c"}"#,
+            r#"{"id":"1","s":"Open","a":1,"a":2,"t":"x","modifiedTime":"new","k\u00e9y":1,"\u00e0":0}"#,
+            r#"{"s":"Closed","a":3,"old":true,"old":false,"modifiedTime":"m1","modifiedTime":"m2","createdTime":"c","n\u00e9w":2,"k\u00e9y":5}"#,
         );
         let text: Arc<str> = Arc::from(format!("{now}{prev}"));
         let shared = Record::within(&text, &text[..now.len()])
@@ -688,9 +719,11 @@ mod tests {
         assert_eq!(shared.to_map(), apart.to_map());
         assert_eq!(
             Value::Object(shared.to_map()),
-            json!({"id": "1", "s": "Closed", "a": 3, "t": "x", "modifiedTime": "m2", "old": false, "createdTime": "c"})
+            json!({"id": "1", "s": "Closed", "a": 3, "t": "x", "modifiedTime": "m2", "kéy": 5, "à": 0, "old": false, "createdTime": "c", "néw": 2})
         );
         assert_eq!(shared.get("old").unwrap().raw(), "false");
+        // Escaped keys (kept apart from the fields) read across the overlay, replaced or added.
+        assert_eq!((shared.get("kéy").unwrap().raw(), shared.get("néw").unwrap().raw()), ("5", "2"));
         // The names looked up without a scan (`Known`) read the overlay too, replaced or added.
         for r in [&shared, &apart] {
             assert_eq!(r.get_str("id").as_deref(), Some("1"));
