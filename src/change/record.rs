@@ -40,30 +40,40 @@ pub struct Record {
     /// The unescaped keys of fields whose keys held escapes (rare: Desk's never do), by [`Key::Owned`].
     /// Kept apart so that a field owns nothing: dropping a record frees its vectors without visiting each
     /// field, and a field takes 20 bytes instead of 32.
-    owned_keys: Vec<Box<str>>,
+    owned_keys: Box<[Box<str>]>,
     known: Known,
 }
 
 /// Where the values the pipeline reads of every record are (the last of each name), found while indexing:
 /// a lookup by name scans all fields, and these are asked for several times per record. The value's span
 /// itself, not its field's index: a page's records are read again only after the page waited its turn in
-/// the commit queue, out of the caches, and the field list is then one more miss per lookup.
-#[derive(Clone, Copy, Default)]
-struct Known([Option<Span>; KNOWN_KEYS.len()]);
+/// the commit queue, out of the caches, and the field list is then one more miss per lookup. A missing value
+/// is [`Known::NONE`] rather than an `Option`, to keep records (moved several times each) small.
+#[derive(Clone, Copy)]
+struct Known([Span; KNOWN_KEYS.len()]);
+
+impl Default for Known {
+    fn default() -> Self {
+        Self([Self::NONE; KNOWN_KEYS.len()])
+    }
+}
 
 /// The names [`Known`] keeps, by slot.
 const KNOWN_KEYS: [&str; 3] = ["id", "createdTime", "modifiedTime"];
 
 impl Known {
+    /// No value: no span of a text (spans are 32-bit and a record's text is shorter) ends here.
+    const NONE: Span = Span { start: u32::MAX, end: u32::MAX };
+
     fn note(&mut self, key: &str, value: Span) {
         if let Some(slot) = Self::slot(key) {
-            self.0[slot] = Some(value);
+            self.0[slot] = value;
         }
     }
 
     /// `Some(value)` when `key` is one of these (`Some(None)`: it is, and the record lacks it).
     fn find(&self, key: &str) -> Option<Option<Span>> {
-        Self::slot(key).map(|slot| self.0[slot])
+        Self::slot(key).map(|slot| Some(self.0[slot]).filter(|s| s.end != u32::MAX))
     }
 
     fn slot(key: &str) -> Option<usize> {
@@ -103,7 +113,7 @@ struct Span {
 
 impl Default for Record {
     fn default() -> Self {
-        Self { text: Arc::from("{}"), fields: Vec::new(), owned_keys: Vec::new(), known: Known::default() }
+        Self { text: Arc::from("{}"), fields: Vec::new(), owned_keys: Box::default(), known: Known::default() }
     }
 }
 
@@ -204,7 +214,7 @@ impl Record {
             known.note(Record::key_in(text, &owned_keys, &field), value);
             fields.push(field);
         }
-        Ok(Record { text: text.clone(), fields, owned_keys, known })
+        Ok(Record { text: text.clone(), fields, owned_keys: owned_keys.into_boxed_slice(), known })
     }
 
     /// The value of `key` (its last occurrence).
@@ -297,7 +307,7 @@ impl Record {
         if Arc::ptr_eq(&self.text, &prev.text) && !self.fields().any(|(k, v)| nested(k, v)) {
             let mut fields = Vec::with_capacity(self.fields.len() + prev.fields.len());
             fields.extend_from_slice(&self.fields);
-            let mut owned_keys = self.owned_keys.clone();
+            let mut owned_keys = self.owned_keys.to_vec();
             let mut known = self.known;
             for p in &prev.fields {
                 let key = prev.key(p);
@@ -320,7 +330,7 @@ impl Record {
                     fields.push(Field { key, value: p.value });
                 }
             }
-            return Self { text: self.text.clone(), fields, owned_keys, known };
+            return Self { text: self.text.clone(), fields, owned_keys: owned_keys.into_boxed_slice(), known };
         }
         let mut w = ObjectWriter::default();
         for (k, v) in self.unique_fields() {
@@ -424,7 +434,8 @@ const TOO_LONG: RecordError = RecordError::Json("a record's text is longer than 
 
 fn span(at: std::ops::Range<usize>) -> Result<Span, RecordError> {
     match (u32::try_from(at.start), u32::try_from(at.end)) {
-        (Ok(start), Ok(end)) => Ok(Span { start, end }),
+        // An end of u32::MAX is `Known::NONE`'s.
+        (Ok(start), Ok(end)) if end != u32::MAX => Ok(Span { start, end }),
         _ => Err(TOO_LONG),
     }
 }
