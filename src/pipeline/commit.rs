@@ -144,7 +144,9 @@ struct Batch {
     seen: Seen,
 }
 
-type Seen = HashMap<(Module, String), Newest, foldhash::fast::RandomState>;
+/// Keyed by the event's encoded Kafka key (one per id within a module), a share of the commit's buffer:
+/// no copy of the id per event.
+type Seen = HashMap<(Module, Bytes), Newest, foldhash::fast::RandomState>;
 
 /// The newest version admitted for a key, and the operations admitted at it.
 #[derive(Debug, Clone, Copy)]
@@ -205,7 +207,7 @@ impl Batch {
         let mut stale = 0;
         for mut r in group {
             let (v, op) = (r.version, r.event.op);
-            let key = (r.event.module, r.event.id.clone());
+            let key = (r.event.module, r.record.key.clone());
             let superseded = self.seen.get(&key).is_some_and(|n| n.supersedes(v, op))
                 || mine.get(&key).is_some_and(|n| n.supersedes(v, op));
             let verdict = if superseded { None } else { Some(guard.judge(&r.event, v)) };
