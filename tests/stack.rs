@@ -143,3 +143,19 @@ async fn the_registry_url_as_the_contract_writes_it_reaches_the_confluent_api() 
 async fn ok_json(sent: reqwest::Result<reqwest::Response>) -> serde_json::Value {
     sent.unwrap().error_for_status().unwrap().json().await.unwrap()
 }
+
+/// `common::java_murmur2` (the oracle the topic checks place keys by) against Kafka's
+/// `UtilsTest.testMurmur2` vectors.
+#[test]
+fn the_key_hash_the_tests_check_placement_by_is_the_java_clients() {
+    for (key, hash) in [
+        ("21", -973_932_308),
+        ("foobar", -790_332_482),
+        ("a-little-bit-long-string", -985_981_536),
+        ("a-little-bit-longer-string", -1_486_304_829),
+        ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
+        ("abc", 479_470_107),
+    ] {
+        assert_eq!(common::java_murmur2(key.as_bytes()), hash, "{key}");
+    }
+}

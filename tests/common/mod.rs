@@ -386,8 +386,37 @@ pub async fn topic_ids(bootstrap: &str, topic: &str, partitions: usize) -> std::
     topic_id_counts(bootstrap, topic, partitions).await.into_keys().collect()
 }
 
+/// Kafka's Java client hash of a key (`Utils.murmur2`, seed 0x9747b28c), written from its definition.
+pub fn java_murmur2(data: &[u8]) -> i32 {
+    const M: u32 = 0x5bd1_e995;
+    let mut h: u32 = 0x9747_b28c ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]).wrapping_mul(M);
+        k ^= k >> 24;
+        h = h.wrapping_mul(M) ^ k.wrapping_mul(M);
+    }
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        for (i, b) in tail.iter().enumerate() {
+            h ^= u32::from(*b) << (8 * i);
+        }
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h as i32
+}
+
+/// The partition the Java client's default partitioner gives a keyed record.
+pub fn java_partition(key: &[u8], partitions: usize) -> i32 {
+    ((java_murmur2(key) & 0x7fff_ffff) as usize % partitions) as i32
+}
+
 /// How many records with a value (tombstones not counted) each record id has on `topic` (read_committed,
-/// from the start to the end of each of its `partitions`): a count above one is a duplicate.
+/// from the start to the end of each of its `partitions`): a count above one is a duplicate. Every keyed
+/// record must sit on the partition the Java client would have chosen for its key.
 pub async fn topic_id_counts(
     bootstrap: &str,
     topic: &str,
@@ -413,6 +442,11 @@ pub async fn topic_id_counts(
             match consumer.poll(std::time::Duration::from_millis(500)) {
                 Some(Ok(m)) => {
                     if let Some(k) = m.key().filter(|k| k.len() > 6) {
+                        assert_eq!(
+                            m.partition(),
+                            java_partition(k, partitions),
+                            "a key not where Java puts it"
+                        );
                         let n = counts.entry(String::from_utf8_lossy(&k[6..]).into_owned()).or_insert(0);
                         if m.payload().is_some() {
                             *n += 1;
