@@ -220,6 +220,9 @@ async fn persist_credits(
 /// hold the stop).
 const CREDITS_FINAL_WRITE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long a stop waits for a reconcile pass's pending commit (Kubernetes allows the pod 90 s in all).
+const RECONCILE_FINAL_COMMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Readiness needs to know whether the cluster answers; ask it every few seconds.
 async fn watch_kafka(
     kafka: crate::config::KafkaSettings,
@@ -410,14 +413,15 @@ pub async fn run(
         }
     }
 
+    let mut reconcilers = Vec::new();
     for (rt, handle) in runtimes.iter().zip(&handles) {
         let (rt, handle, shutdown) = (rt.clone(), handle.clone(), shutdown.clone());
         let interval = std::time::Duration::from_secs(rt.settings.reconcile_interval_s);
         let span = tracing::info_span!("reconcile", source = %rt.name());
-        tokio::spawn(
+        reconcilers.push(tokio::spawn(
             async move { crate::pipeline::reconcile::run(&rt, &handle.desk, interval, &shutdown).await }
                 .instrument(span),
-        );
+        ));
     }
 
     let stopped: Arc<Mutex<Option<AppError>>> = Arc::new(Mutex::new(None));
@@ -473,6 +477,21 @@ pub async fn run(
         Ok(Err(error)) => tracing::warn!(%error, "Webhook server ended with an error."),
         Err(error) => tracing::warn!(%error, "Webhook server task ended abnormally."),
         Ok(Ok(())) => {}
+    }
+    // A pass stops at its next Desk call, but a commit it started is let finish: left to the runtime's
+    // teardown it would be dropped mid-transaction (aborted, so nothing lost, but the pass's work redone).
+    let last_passes = tokio::time::Instant::now() + RECONCILE_FINAL_COMMIT;
+    for task in reconcilers {
+        match tokio::time::timeout_at(last_passes, task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "Reconcile task ended abnormally."),
+            Err(_) => {
+                tracing::warn!(
+                    "A reconcile commit was still pending at shutdown; its watermark did not move, so the next start finds those changes again."
+                );
+                break;
+            }
+        }
     }
     let last_credits = tokio::time::Instant::now() + CREDITS_FINAL_WRITE;
     for task in credit_tasks {

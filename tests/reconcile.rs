@@ -121,3 +121,75 @@ async fn relist_keeps_modules_without_webhooks_current() {
     assert!(ok, "re-listing did not bring contracts to Desk's state");
     sim.stop().await.unwrap();
 }
+
+/// SIGTERM while a reconcile pass waits on Desk: the pass is abandoned at that call (nothing it found is
+/// half-written, its watermark not moved), the bridge exits 0 without waiting the call out, and the next
+/// run's passes bring every topic to Desk's state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_cut_short_by_shutdown_is_made_up_by_the_next_run() {
+    let sim = Simulator::start(SimConfig::default(), "127.0.0.1:0").await.unwrap();
+    let base = sim.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = common::unique("recstop").replace('-', "_");
+    let (wport, aport) = (common::free_port(), common::free_port());
+    let interval_s = 2;
+    let extra = format!("register_webhook = true\nreconcile_interval_s = {interval_s}");
+    let config = common::bridge_config_with(dir.path(), &base, &prefix, &extra, wport, aport);
+    let config = config.to_str().unwrap().to_owned();
+    common::auth(&base, &config).await;
+    let admin = format!("http://127.0.0.1:{aport}");
+    let bridge = common::Bridge::start(&["run", "--config", &config]);
+    common::wait_ready(&admin).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !common::snapshot_done(&admin).await {
+        assert!(Instant::now() < deadline, "the snapshot did not finish");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: serde_json::Value| {
+        let req = http.post(format!("{base}{path}")).json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        }
+    };
+    let credits_used = || async {
+        let st: serde_json::Value =
+            http.get(format!("{base}/_sim/stats")).send().await.unwrap().json().await.unwrap();
+        st["credits_used"].as_u64().unwrap()
+    };
+    // Changes only the reconciler can find, and every Desk call from now on held for 20 s.
+    post("/_sim/faults", serde_json::json!({"kind": "drop_webhooks", "ratio": 1.0, "duration_s": 120})).await;
+    post(
+        "/_sim/faults",
+        serde_json::json!({"kind": "latency", "ratio": 1.0, "duration_s": 120, "latency_ms": 20_000}),
+    )
+    .await;
+    let before = credits_used().await;
+    post("/_sim/mutations", serde_json::json!({"module": "tickets", "op": "update", "count": 8})).await;
+    post("/_sim/mutations", serde_json::json!({"module": "contacts", "op": "create", "count": 3})).await;
+    // Desk charges a call when it arrives, before the held time: a pass is now waiting on Desk.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while credits_used().await == before {
+        assert!(Instant::now() < deadline, "no reconcile pass called Desk");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stopping = Instant::now();
+    let (rc, err) = bridge.terminate(Duration::from_secs(15));
+    assert_eq!(rc, 0, "{}", common::tail(&err, 20));
+    assert!(stopping.elapsed() < Duration::from_secs(10), "the stop waited out the Desk call");
+
+    let r = http.delete(format!("{base}/_sim/faults")).send().await.unwrap();
+    assert!(r.status().is_success());
+    let bridge = common::Bridge::start(&["run", "--config", &config]);
+    common::wait_ready(&admin).await;
+    // Two intervals plus a pass's own run time.
+    tokio::time::sleep(Duration::from_secs(2 * interval_s + 3)).await;
+    let (rc, err) = bridge.terminate(Duration::from_secs(30));
+    assert_eq!(rc, 0, "{}", common::tail(&err, 20));
+    let modules: Vec<&str> = Module::DEFAULT.iter().map(|m| m.name()).collect();
+    let (ok, out) = common::verify_topics(&base, &prefix, &modules).await;
+    eprintln!("{out}");
+    assert!(ok, "the next run did not make up the pass cut short");
+    sim.stop().await.unwrap();
+}

@@ -113,7 +113,12 @@ struct Span {
 
 impl Default for Record {
     fn default() -> Self {
-        Self { text: Arc::from("{}"), fields: Vec::new(), owned_keys: Box::default(), known: Known::default() }
+        Self {
+            text: Arc::from("{}"),
+            fields: Vec::new(),
+            owned_keys: Box::default(),
+            known: Known::default(),
+        }
     }
 }
 
@@ -330,7 +335,12 @@ impl Record {
                     fields.push(Field { key, value: p.value });
                 }
             }
-            return Self { text: self.text.clone(), fields, owned_keys: owned_keys.into_boxed_slice(), known };
+            return Self {
+                text: self.text.clone(),
+                fields,
+                owned_keys: owned_keys.into_boxed_slice(),
+                known,
+            };
         }
         let mut w = ObjectWriter::default();
         for (k, v) in self.unique_fields() {
