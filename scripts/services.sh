@@ -13,6 +13,8 @@ KAFKA_DIR="${KAFKA_DIR:-$CACHE/kafka}"   # overridable: tests run private broker
 KAFKA_LIB="$CACHE/kafka/lib"
 REG_DIR="$CACHE/registry"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
+# The port clients are told to connect to (tests put a proxy there, in front of KAFKA_PORT).
+KAFKA_ADVERTISED_PORT="${KAFKA_ADVERTISED_PORT:-$KAFKA_PORT}"
 CONTROLLER_PORT="${CONTROLLER_PORT:-9093}"
 REGISTRY_PORT="${REGISTRY_PORT:-8081}"
 # Apicurio itself listens here; scripts/registry_front.py serves REGISTRY_PORT with the Confluent API at its root.
@@ -84,7 +86,7 @@ process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$CONTROLLER_PORT
 listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_ADVERTISED_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
