@@ -220,6 +220,23 @@ async fn persist_credits(
 /// hold the stop).
 const CREDITS_FINAL_WRITE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Waits for `tasks` to end, `within` in all; false if time ran out first. `what` names them in the log.
+async fn join_within(
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    within: std::time::Duration,
+    what: &str,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    for task in tasks {
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "{what} task ended abnormally."),
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
 /// How long a stop waits for a reconcile pass's pending commit (Kubernetes allows the pod 90 s in all).
 const RECONCILE_FINAL_COMMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -480,29 +497,13 @@ pub async fn run(
     }
     // A pass stops at its next Desk call, but a commit it started is let finish: left to the runtime's
     // teardown it would be dropped mid-transaction (aborted, so nothing lost, but the pass's work redone).
-    let last_passes = tokio::time::Instant::now() + RECONCILE_FINAL_COMMIT;
-    for task in reconcilers {
-        match tokio::time::timeout_at(last_passes, task).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "Reconcile task ended abnormally."),
-            Err(_) => {
-                tracing::warn!(
-                    "A reconcile commit was still pending at shutdown; its watermark did not move, so the next start finds those changes again."
-                );
-                break;
-            }
-        }
+    if !join_within(reconcilers, RECONCILE_FINAL_COMMIT, "Reconcile").await {
+        tracing::warn!(
+            "A reconcile commit was still pending at shutdown; its watermark did not move, so the next start finds those changes again."
+        );
     }
-    let last_credits = tokio::time::Instant::now() + CREDITS_FINAL_WRITE;
-    for task in credit_tasks {
-        match tokio::time::timeout_at(last_credits, task).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "Credit persisting task ended abnormally."),
-            Err(_) => {
-                tracing::warn!("The day's spent API credits were not persisted on shutdown in time.");
-                break;
-            }
-        }
+    if !join_within(credit_tasks, CREDITS_FINAL_WRITE, "Credit persisting").await {
+        tracing::warn!("The day's spent API credits were not persisted on shutdown in time.");
     }
     for name in settings.sources.iter().map(|s| s.name.as_str()) {
         if let Some(s) = stream_handler.source(name) {

@@ -5,24 +5,32 @@
 
 mod common;
 
+use common::AuthorizedSource;
 use std::time::{Duration, Instant};
 use zoho_desk_cdc::sim::{SimConfig, Simulator};
 use zoho_desk_cdc::zoho::module::Module;
+
+/// Starts the bridge on `config` and waits until its snapshot is done (every module loaded).
+async fn start_loaded(config: &str, admin: &str) -> common::Bridge {
+    let bridge = common::Bridge::start(&["run", "--config", config]);
+    common::wait_ready(admin).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !common::snapshot_done(admin).await {
+        assert!(Instant::now() < deadline, "the snapshot did not finish");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bridge
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconciler_recovers_dropped_webhooks_within_two_intervals() {
     let sim = Simulator::start(SimConfig::default(), "127.0.0.1:0").await.unwrap();
     let base = sim.base_url();
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = common::unique("rec").replace('-', "_");
-    let (wport, aport) = (common::free_port(), common::free_port());
     let interval_s = 3;
     let extra = format!("register_webhook = true\nreconcile_interval_s = {interval_s}");
-    let config = common::bridge_config_with(dir.path(), &base, &prefix, &extra, wport, aport);
-    let config = config.to_str().unwrap().to_owned();
-    common::auth(&base, &config).await;
+    let AuthorizedSource { dir: _dir, prefix, config, admin } =
+        common::authorized_source_with(&base, "rec", &extra, common::free_port()).await;
     let bridge = common::Bridge::start(&["run", "--config", &config]);
-    let admin = format!("http://127.0.0.1:{aport}");
     assert!(common::wait_http_ok(&format!("{admin}/healthz"), Duration::from_secs(60)).await);
     let http = reqwest::Client::new();
     let stats = || async {
@@ -84,22 +92,11 @@ async fn reconciler_recovers_dropped_webhooks_within_two_intervals() {
 async fn relist_keeps_modules_without_webhooks_current() {
     let sim = Simulator::start(SimConfig::default(), "127.0.0.1:0").await.unwrap();
     let base = sim.base_url();
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = common::unique("relist").replace('-', "_");
-    let aport = common::free_port();
     let interval_s = 2;
     let extra = format!("reconcile_interval_s = {interval_s}");
-    let config = common::bridge_config_with(dir.path(), &base, &prefix, &extra, 0, aport);
-    let config = config.to_str().unwrap().to_owned();
-    common::auth(&base, &config).await;
-    let bridge = common::Bridge::start(&["run", "--config", &config]);
-    let admin = format!("http://127.0.0.1:{aport}");
-    common::wait_ready(&admin).await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !common::snapshot_done(&admin).await {
-        assert!(Instant::now() < deadline, "the snapshot did not finish");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let AuthorizedSource { dir: _dir, prefix, config, admin } =
+        common::authorized_source_with(&base, "relist", &extra, 0).await;
+    let bridge = start_loaded(&config, &admin).await;
     let http = reqwest::Client::new();
     for (op, count) in [("update", 5), ("create", 3), ("delete", 2)] {
         let body = serde_json::json!({"module": "contracts", "op": op, "count": count});
@@ -129,22 +126,11 @@ async fn relist_keeps_modules_without_webhooks_current() {
 async fn a_pass_cut_short_by_shutdown_is_made_up_by_the_next_run() {
     let sim = Simulator::start(SimConfig::default(), "127.0.0.1:0").await.unwrap();
     let base = sim.base_url();
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = common::unique("recstop").replace('-', "_");
-    let (wport, aport) = (common::free_port(), common::free_port());
     let interval_s = 2;
     let extra = format!("register_webhook = true\nreconcile_interval_s = {interval_s}");
-    let config = common::bridge_config_with(dir.path(), &base, &prefix, &extra, wport, aport);
-    let config = config.to_str().unwrap().to_owned();
-    common::auth(&base, &config).await;
-    let admin = format!("http://127.0.0.1:{aport}");
-    let bridge = common::Bridge::start(&["run", "--config", &config]);
-    common::wait_ready(&admin).await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !common::snapshot_done(&admin).await {
-        assert!(Instant::now() < deadline, "the snapshot did not finish");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let AuthorizedSource { dir: _dir, prefix, config, admin } =
+        common::authorized_source_with(&base, "recstop", &extra, common::free_port()).await;
+    let bridge = start_loaded(&config, &admin).await;
     let http = reqwest::Client::new();
     let post = |path: &str, body: serde_json::Value| {
         let req = http.post(format!("{base}{path}")).json(&body);
