@@ -237,6 +237,9 @@ async fn join_within(
     true
 }
 
+/// How long the load waits for the webhook subscription to be in place (see `run`).
+const REGISTRATION_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How long a stop waits for a reconcile pass's pending commit (Kubernetes allows the pod 90 s in all).
 const RECONCILE_FINAL_COMMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -422,12 +425,23 @@ pub async fn run(
         }
     };
 
+    let mut registrations = Vec::new();
     for source in &settings.sources {
         if let Some(stream) = stream_handler.source(&source.name) {
             if source.register_webhook {
-                tokio::spawn(register_subscription(stream.clone(), stream.service_url.clone()));
+                registrations
+                    .push(tokio::spawn(register_subscription(stream.clone(), stream.service_url.clone())));
             }
         }
+    }
+    // The subscription is in place before any walk starts: a module walked before Desk delivers its changes
+    // would miss those made between its walk and the subscription (a walk sees the records as they are when
+    // it passes them) until the reconciler's next pass. Bounded, so a slow Desk only delays the load.
+    tokio::select! {
+        done = join_within(registrations, REGISTRATION_WAIT, "Webhook registration") => if !done {
+            tracing::warn!("The webhook subscription is not confirmed yet; starting the load anyway. Changes made meanwhile to modules already loaded arrive through reconciliation.");
+        },
+        _ = shutdown.cancelled() => {}
     }
 
     let mut reconcilers = Vec::new();

@@ -82,6 +82,15 @@ async fn kill_nine_during_snapshot_and_workload_loses_and_duplicates_nothing() {
     let modules: Vec<&str> = Module::DEFAULT.iter().map(|m| m.name()).collect();
     let (ok, out) = common::verify_topics(&base, &prefix, &modules).await;
     eprintln!("{out}");
+    // How many changes Desk delivered (and gave up on) against how many it made.
+    let stats: serde_json::Value =
+        reqwest::get(format!("{base}/_sim/stats")).await.unwrap().json().await.unwrap();
+    eprintln!("simulator stats: {stats}");
+    if !ok {
+        let warnings: Vec<&str> =
+            err.lines().filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\"")).collect();
+        eprintln!("the last instance's warnings:\n{}", warnings.join("\n"));
+    }
     assert!(ok, "after {kills} crashes the topics differ from Desk's state or hold duplicate reads");
     sim.stop().await.unwrap();
 }
