@@ -309,10 +309,13 @@ impl Record {
         // Both read from one text (a webhook body holds payload and prevState) and nothing to merge below the
         // top level: the before-image is that text with a new field list, built in one pass over this record
         // per field of `prev` (a few: the changed ones).
-        if Arc::ptr_eq(&self.text, &prev.text) && !self.fields().any(|(k, v)| nested(k, v)) {
+        // (A `prev` with escaped keys takes the general path below: its keys' indexes are its own.)
+        if Arc::ptr_eq(&self.text, &prev.text)
+            && prev.owned_keys.is_empty()
+            && !self.fields().any(|(k, v)| nested(k, v))
+        {
             let mut fields = Vec::with_capacity(self.fields.len() + prev.fields.len());
             fields.extend_from_slice(&self.fields);
-            let mut owned_keys = self.owned_keys.to_vec();
             let mut known = self.known;
             for p in &prev.fields {
                 let key = prev.key(p);
@@ -324,23 +327,10 @@ impl Record {
                 // Either way the key's last value is now this one.
                 known.note(key, p.value);
                 if !found {
-                    let key = match p.key {
-                        Key::At(s) => Key::At(s),
-                        // Indexes of `prev`'s own keys mean nothing here.
-                        Key::Owned(_) => match own_key(&mut owned_keys, key.into()) {
-                            Ok(i) => Key::Owned(i),
-                            Err(_) => continue,
-                        },
-                    };
-                    fields.push(Field { key, value: p.value });
+                    fields.push(*p);
                 }
             }
-            return Self {
-                text: self.text.clone(),
-                fields,
-                owned_keys: owned_keys.into_boxed_slice(),
-                known,
-            };
+            return Self { text: self.text.clone(), fields, owned_keys: self.owned_keys.clone(), known };
         }
         let mut w = ObjectWriter::default();
         for (k, v) in self.unique_fields() {
