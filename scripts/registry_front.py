@@ -50,16 +50,17 @@ class Front(http.server.BaseHTTPRequestHandler):
         body = self.body()
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP | {"content-length", "host"}}
         headers["Host"] = f"127.0.0.1:{self.upstream_port}"
+        conn = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=60)
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=60)
             conn.request(self.command, upstream_path(self.path), body=body if body else None, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
             status, reason, resp_headers = resp.status, resp.reason, resp.getheaders()
-            conn.close()
         except OSError as e:
             data = f'{{"error_code": 50300, "message": "schema registry unavailable: {type(e).__name__}"}}'.encode()
             status, reason, resp_headers = 503, "Service Unavailable", [("Content-Type", "application/json")]
+        finally:
+            conn.close()
         self.send_response(status, reason)
         for k, v in resp_headers:
             if k.lower() not in HOP | {"content-length"}:
