@@ -14,9 +14,7 @@ async fn wait_quiet(base: &str) {
     let mut last = serde_json::Value::Null;
     let mut stable = 0;
     for _ in 0..400 {
-        let s: serde_json::Value =
-            reqwest::get(format!("{base}/_sim/stats")).await.unwrap().json().await.unwrap();
-        let d = s["webhook_deliveries"].clone();
+        let d = common::sim_stats(base).await["webhook_deliveries"].clone();
         if d == last {
             stable += 1;
             if stable >= 12 {
@@ -83,9 +81,7 @@ async fn kill_nine_during_snapshot_and_workload_loses_and_duplicates_nothing() {
     let (ok, out) = common::verify_topics(&base, &prefix, &modules).await;
     eprintln!("{out}");
     // How many changes Desk delivered (and gave up on) against how many it made.
-    let stats: serde_json::Value =
-        reqwest::get(format!("{base}/_sim/stats")).await.unwrap().json().await.unwrap();
-    eprintln!("simulator stats: {stats}");
+    eprintln!("simulator stats: {}", common::sim_stats(&base).await);
     if !ok {
         let warnings: Vec<&str> =
             err.lines().filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\"")).collect();

@@ -10,6 +10,21 @@ use std::time::{Duration, Instant};
 use zoho_desk_cdc::sim::{SimConfig, Simulator};
 use zoho_desk_cdc::zoho::module::Module;
 
+/// A simulator of the standard org and a source authorised against it, reconciling every `interval_s`
+/// (`extra`: further lines of its source entry; `webhook_port` 0 when it gets no webhooks).
+async fn reconciling_source(
+    tag: &str,
+    interval_s: u64,
+    extra: &str,
+    webhook_port: u16,
+) -> (zoho_desk_cdc::sim::SimHandle, String, AuthorizedSource) {
+    let sim = Simulator::start(SimConfig::default(), "127.0.0.1:0").await.unwrap();
+    let base = sim.base_url();
+    let extra = format!("{extra}\nreconcile_interval_s = {interval_s}");
+    let source = common::authorized_source_with(&base, tag, &extra, webhook_port).await;
+    (sim, base, source)
+}
+
 /// Starts the bridge on `config` and waits until its snapshot is done (every module loaded).
 async fn start_loaded(config: &str, admin: &str) -> common::Bridge {
     let bridge = common::Bridge::start(&["run", "--config", config]);
@@ -24,24 +39,13 @@ async fn start_loaded(config: &str, admin: &str) -> common::Bridge {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconciler_recovers_dropped_webhooks_within_two_intervals() {
-    let sim = Simulator::start(SimConfig::default(), "127.0.0.1:0").await.unwrap();
-    let base = sim.base_url();
     let interval_s = 3;
-    let extra = format!("register_webhook = true\nreconcile_interval_s = {interval_s}");
-    let AuthorizedSource { dir: _dir, prefix, config, admin } =
-        common::authorized_source_with(&base, "rec", &extra, common::free_port()).await;
+    let (sim, base, AuthorizedSource { dir: _dir, prefix, config, admin }) =
+        reconciling_source("rec", interval_s, "register_webhook = true", common::free_port()).await;
     let bridge = common::Bridge::start(&["run", "--config", &config]);
     assert!(common::wait_http_ok(&format!("{admin}/healthz"), Duration::from_secs(60)).await);
     let http = reqwest::Client::new();
-    let stats = || async {
-        http.get(format!("{base}/_sim/stats"))
-            .send()
-            .await
-            .unwrap()
-            .json::<serde_json::Value>()
-            .await
-            .unwrap()
-    };
+    let stats = || common::sim_stats(&base);
     let deadline = Instant::now() + Duration::from_secs(30);
     while stats().await["webhooks"].as_u64().unwrap_or(0) < 1 {
         assert!(Instant::now() < deadline, "the bridge never registered its webhook");
@@ -90,12 +94,9 @@ async fn reconciler_recovers_dropped_webhooks_within_two_intervals() {
 /// or vanished (a vanished one as `d` plus a tombstone).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relist_keeps_modules_without_webhooks_current() {
-    let sim = Simulator::start(SimConfig::default(), "127.0.0.1:0").await.unwrap();
-    let base = sim.base_url();
     let interval_s = 2;
-    let extra = format!("reconcile_interval_s = {interval_s}");
-    let AuthorizedSource { dir: _dir, prefix, config, admin } =
-        common::authorized_source_with(&base, "relist", &extra, 0).await;
+    let (sim, base, AuthorizedSource { dir: _dir, prefix, config, admin }) =
+        reconciling_source("relist", interval_s, "", 0).await;
     let bridge = start_loaded(&config, &admin).await;
     let http = reqwest::Client::new();
     for (op, count) in [("update", 5), ("create", 3), ("delete", 2)] {
@@ -124,12 +125,9 @@ async fn relist_keeps_modules_without_webhooks_current() {
 /// run's passes bring every topic to Desk's state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pass_cut_short_by_shutdown_is_made_up_by_the_next_run() {
-    let sim = Simulator::start(SimConfig::default(), "127.0.0.1:0").await.unwrap();
-    let base = sim.base_url();
     let interval_s = 2;
-    let extra = format!("register_webhook = true\nreconcile_interval_s = {interval_s}");
-    let AuthorizedSource { dir: _dir, prefix, config, admin } =
-        common::authorized_source_with(&base, "recstop", &extra, common::free_port()).await;
+    let (sim, base, AuthorizedSource { dir: _dir, prefix, config, admin }) =
+        reconciling_source("recstop", interval_s, "register_webhook = true", common::free_port()).await;
     let bridge = start_loaded(&config, &admin).await;
     let http = reqwest::Client::new();
     let post = |path: &str, body: serde_json::Value| {
@@ -139,11 +137,7 @@ async fn a_pass_cut_short_by_shutdown_is_made_up_by_the_next_run() {
             assert!(r.status().is_success(), "{}", r.text().await.unwrap());
         }
     };
-    let credits_used = || async {
-        let st: serde_json::Value =
-            http.get(format!("{base}/_sim/stats")).send().await.unwrap().json().await.unwrap();
-        st["credits_used"].as_u64().unwrap()
-    };
+    let credits_used = || async { common::sim_stats(&base).await["credits_used"].as_u64().unwrap() };
     // Changes only the reconciler can find, and every Desk call from now on held for 20 s.
     post("/_sim/faults", serde_json::json!({"kind": "drop_webhooks", "ratio": 1.0, "duration_s": 120})).await;
     post(

@@ -9,10 +9,6 @@ use std::time::Duration;
 use zoho_desk_cdc::sim::{SimConfig, Simulator};
 use zoho_desk_cdc::zoho::module::Module;
 
-async fn stats(base: &str) -> serde_json::Value {
-    reqwest::get(format!("{base}/_sim/stats")).await.unwrap().json().await.unwrap()
-}
-
 /// Waits until the bridge's /status shows every module streaming (snapshot committed).
 async fn wait_snapshot_done(admin: &str, timeout: Duration) {
     let deadline = std::time::Instant::now() + timeout;
@@ -36,7 +32,7 @@ async fn wait_deliveries_settle(base: &str) {
     let mut last = serde_json::Value::Null;
     let mut stable = 0;
     for _ in 0..200 {
-        let s = stats(base).await["webhook_deliveries"].clone();
+        let s = common::sim_stats(base).await["webhook_deliveries"].clone();
         if s == last {
             stable += 1;
             if stable >= 8 {
@@ -101,7 +97,7 @@ async fn workload_during_snapshot_converges_to_desk_state() {
     tokio::time::sleep(Duration::from_secs(11)).await;
     wait_snapshot_done(&admin, Duration::from_secs(300)).await;
     wait_deliveries_settle(&base).await;
-    let st = stats(&base).await;
+    let st = common::sim_stats(&base).await;
     eprintln!("simulator stats: {st}");
     assert_eq!(st["webhook_deliveries"]["failed"], 0, "every delivery must be answered 200");
 

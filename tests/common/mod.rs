@@ -320,6 +320,11 @@ pub async fn run_initial_only(config: &str, timeout: std::time::Duration) -> (i3
     (rc, err)
 }
 
+/// The simulator's counters (`/_sim/stats`).
+pub async fn sim_stats(sim_base: &str) -> serde_json::Value {
+    reqwest::get(format!("{sim_base}/_sim/stats")).await.unwrap().json().await.unwrap()
+}
+
 /// A fresh grant code from the simulator's control API (default scopes).
 pub async fn grant_code(sim_base: &str) -> String {
     let grant: serde_json::Value = reqwest::Client::new()
