@@ -126,17 +126,6 @@ pub(super) fn split_entries(entries: Vec<RawEntry<'_>>) -> (Vec<CfEntry<'_>>, Ve
     (map, leftovers)
 }
 
-/// Whether [`split_entries`] would keep `entries` as they are, all in the map: keys strictly ascending and
-/// every value null or a string without escapes (how Desk sends `cf`).
-pub(super) fn is_plain_cf(entries: &[RawEntry<'_>]) -> bool {
-    entries.windows(2).all(|w| w[0].0 < w[1].0)
-        && entries.iter().all(|(_, v)| match v.kind() {
-            Kind::Null => true,
-            Kind::String => !v.has_escapes(),
-            _ => false,
-        })
-}
-
 /// Sorted by key, each key once with its last value (as `serde_json::Map` reads an object).
 pub(super) fn sorted_unique<K: AsRef<str>, V>(mut entries: Vec<(K, V)>) -> Vec<(K, V)> {
     // Stable: among equal keys the text order stays, so the last of a run is the last value.

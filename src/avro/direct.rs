@@ -9,9 +9,10 @@
 //! tests decode these bytes with it and compare them with [`convert::record_to_avro`].
 
 use super::convert::{self, ConvertError, FieldType, Fit, Rest};
-use crate::change::record::{Json, Measure, Record};
+use crate::change::record::{Json, Kind, Record};
 use apache_avro::Schema;
 use apache_avro::schema::{RecordField, RecordSchema};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -136,14 +137,8 @@ pub fn write_record(plan: &Plan<'_>, record: &Record, out: &mut Vec<u8>) -> Resu
             Holds::Extra => {} // last: written below
             Holds::Cf => match value {
                 None => null(out),
+                Some(cf) if plain_cf(cf, out) => {}
                 Some(cf) => match cf.entries() {
-                    // Desk's usual `cf`, written as it stands (no sorting, no copies).
-                    Some(entries) if convert::is_plain_cf(&entries) => {
-                        some(out);
-                        map_block(out, entries.iter().map(|(k, v)| (&**k, v.as_str())), |out, v| {
-                            opt_string(out, v.as_deref());
-                        });
-                    }
                     Some(entries) => {
                         let (map, leftovers) = convert::split_entries(entries);
                         if !leftovers.is_empty() {
@@ -178,11 +173,57 @@ pub fn write_record(plan: &Plan<'_>, record: &Record, out: &mut Vec<u8>) -> Resu
     } else {
         let rest = convert::sorted_unique(rest);
         some(out);
-        // Measured, then written in place: no text built per record only to be copied.
-        long(out, convert::write_extra(&rest, Measure::default()).0 as i64);
-        convert::write_extra(&rest, &mut *out);
+        length_prefixed(out, |out| {
+            convert::write_extra(&rest, out);
+        });
     }
     Ok(())
+}
+
+/// Desk's usual `cf` written as it stands, in one pass over its text (no list of its entries, no sorting,
+/// no copies): keys without escapes in strictly ascending order, each value null or a string without
+/// escapes (what [`convert::split_entries`] would keep as it is), at most 63 of them (a one-byte count).
+/// `false`, with `out` as it was, for any other `cf`.
+fn plain_cf(cf: Json<'_>, out: &mut Vec<u8>) -> bool {
+    const MAX_COUNT: u8 = 63;
+    let mark = out.len();
+    some(out);
+    let count_at = out.len();
+    out.push(0);
+    let mut count = 0u8;
+    let mut last: Option<&str> = None;
+    let plain = cf.all_entries(|key, value| {
+        let Some(key) = key.filter(|k| last.is_none_or(|last| last < *k)) else { return false };
+        let text = match value.kind() {
+            Kind::Null => None,
+            Kind::String => match value.as_str() {
+                Some(Cow::Borrowed(text)) => Some(text),
+                _ => return false,
+            },
+            _ => return false,
+        };
+        if count == MAX_COUNT {
+            return false;
+        }
+        count += 1;
+        last = Some(key);
+        string(out, key);
+        opt_string(out, text);
+        true
+    });
+    if !plain {
+        out.truncate(mark);
+        return false;
+    }
+    if count == 0 {
+        // An empty map is its end alone.
+        out.truncate(count_at);
+    } else {
+        // The zig-zag of a count below 64, in one byte.
+        out[count_at] = count * 2;
+    }
+    long(out, 0);
+    true
 }
 
 /// An Avro map of `entries`: one block (none when empty), then the end.
@@ -237,6 +278,32 @@ pub fn long(out: &mut Vec<u8>, n: i64) {
         z >>= 7;
     }
     out.push(z as u8);
+}
+
+/// The bytes of [`long`] `n` in an array, and how many there are.
+fn zig_zag(n: i64) -> ([u8; 10], usize) {
+    let mut z = ((n << 1) ^ (n >> 63)) as u64;
+    let mut bytes = [0; 10];
+    let mut len = 0;
+    while z >= 0x80 {
+        bytes[len] = (z as u8) | 0x80;
+        z >>= 7;
+        len += 1;
+    }
+    bytes[len] = z as u8;
+    (bytes, len + 1)
+}
+
+/// Appends what `write` writes as an Avro `string`, its length first. Written once, after room for the
+/// length most texts have (two bytes: up to 8,191), and moved only when its length takes another size:
+/// measuring it first (a second pass over every `extra`) cost more than the rare move.
+fn length_prefixed(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+    const ROOM: usize = 2;
+    let mark = out.len();
+    out.extend_from_slice(&[0; ROOM]);
+    write(out);
+    let (bytes, len) = zig_zag((out.len() - mark - ROOM) as i64);
+    out.splice(mark..mark + ROOM, bytes[..len].iter().copied());
 }
 
 pub fn string(out: &mut Vec<u8>, s: &str) {
@@ -314,6 +381,12 @@ mod tests {
             let input = format!(r#"{{"id": "1", "cf": {cf}, "unknown": [1], "ke\"y": "v", "subject": 7}}"#);
             same_as_value_path_of_text(Module::Tickets, &input);
         }
+        // Around the one-byte count of the one-pass path (63 entries), and past it.
+        for n in [62, 63, 64, 65] {
+            let cf: Vec<String> = (0..n).map(|i| format!(r#""cf_{i:03}": "{i}""#)).collect();
+            let input = format!(r#"{{"id": "1", "cf": {{{}}}}}"#, cf.join(", "));
+            same_as_value_path_of_text(Module::Tickets, &input);
+        }
     }
 
     #[test]
@@ -332,6 +405,19 @@ mod tests {
                 assert!(!same_name(&a, std::str::from_utf8(&b).unwrap()), "{n} {at}");
             }
             assert!(same_name(&a, &a.clone()));
+        }
+    }
+
+    #[test]
+    fn length_prefixed_texts_are_avro_strings_whatever_their_length() {
+        // One byte of length (up to 63), two (the room kept), three.
+        for n in [0, 1, 63, 64, 8_191, 8_192, 70_000] {
+            let text = "x".repeat(n);
+            let mut want = vec![7];
+            string(&mut want, &text);
+            let mut got = vec![7];
+            length_prefixed(&mut got, |out| out.extend_from_slice(text.as_bytes()));
+            assert_eq!(got, want, "{n}");
         }
     }
 

@@ -541,6 +541,30 @@ impl<'a> Json<'a> {
         Some(items.into_iter().map(|r| Json(r.get())).collect())
     }
 
+    /// Visits the entries of an object in text order, each key as it stands in the text (`None` when it
+    /// holds escapes), until `visit` refuses one. Whether this is an object and `visit` took every entry:
+    /// an object read in one pass, with no list of its entries built (Desk's `cf`, on every ticket).
+    pub fn all_entries(self, mut visit: impl FnMut(Option<&'a str>, Json<'a>) -> bool) -> bool {
+        let mut scan = Scanner::new(self.0, 0..self.0.len());
+        if !matches!(scan.open_object(), Ok(true)) {
+            return false;
+        }
+        let mut first = true;
+        loop {
+            match scan.next_key(&mut first) {
+                Ok(Some(key)) => {
+                    let Ok(value) = scan.skip_value() else { return false };
+                    let key = (!key.escaped).then(|| scan.slice(key.inner));
+                    if !visit(key, Json(scan.slice(value))) {
+                        return false;
+                    }
+                }
+                Ok(None) => return scan.finish().is_ok(),
+                Err(_) => return false,
+            }
+        }
+    }
+
     /// The entries of an object, keys unescaped, in text order.
     pub fn entries(self) -> Option<Vec<(Cow<'a, str>, Json<'a>)>> {
         if self.kind() != Kind::Object {
@@ -588,17 +612,6 @@ impl TextOut for Vec<u8> {
 impl<T: TextOut + ?Sized> TextOut for &mut T {
     fn put(&mut self, s: &str) {
         (**self).put(s);
-    }
-}
-
-/// Counts the text's bytes instead of keeping them: a length written before the text (an Avro string) is
-/// known without building the text first.
-#[derive(Debug, Default)]
-pub struct Measure(pub usize);
-
-impl TextOut for Measure {
-    fn put(&mut self, s: &str) {
-        self.0 += s.len();
     }
 }
 
