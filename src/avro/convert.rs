@@ -128,16 +128,12 @@ pub(super) fn split_entries(entries: Vec<RawEntry<'_>>) -> (Vec<CfEntry<'_>>, Ve
 
 /// Sorted by key, each key once with its last value (as `serde_json::Map` reads an object).
 pub(super) fn sorted_unique<K: AsRef<str>, V>(mut entries: Vec<(K, V)>) -> Vec<(K, V)> {
-    // Stable: among equal keys the text order stays, so the last of a run is the last value.
+    // In place (no second list per record). Reversed, then sorted stably: among equal keys the last value
+    // comes first, and `dedup_by` keeps the first of a run.
+    entries.reverse();
     entries.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
-    let mut out: Vec<(K, V)> = Vec::with_capacity(entries.len());
-    for e in entries {
-        match out.last_mut() {
-            Some(last) if last.0.as_ref() == e.0.as_ref() => *last = e,
-            _ => out.push(e),
-        }
-    }
-    out
+    entries.dedup_by(|later, first| later.0.as_ref() == first.0.as_ref());
+    entries
 }
 
 /// The text of `extra`: the fields that went nowhere else, as a JSON object in the order given (sorted by
@@ -338,6 +334,13 @@ mod tests {
         let mut expected = input.as_object().unwrap().clone();
         expected.remove("priority"); // null and absent are the same to consumers
         assert_eq!(Json::Object(out), Json::Object(expected));
+    }
+
+    #[test]
+    fn sorted_unique_keeps_each_keys_last_value_in_key_order() {
+        let entries = vec![("b", 1), ("a", 2), ("b", 3), ("c", 4), ("a", 5), ("b", 6)];
+        assert_eq!(sorted_unique(entries), vec![("a", 5), ("b", 6), ("c", 4)]);
+        assert_eq!(sorted_unique(Vec::<(&str, u8)>::new()), vec![]);
     }
 
     #[test]

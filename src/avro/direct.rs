@@ -126,7 +126,13 @@ pub fn write_record(plan: &Plan<'_>, record: &Record, out: &mut Vec<u8>) -> Resu
         match plan.find(nth, key) {
             // `extra` is written from the rest; a field Desk calls `extra` is part of that rest.
             Some(i) if plan.holds.get(i) != Some(&Holds::Extra) => slots[i] = Some(value),
-            _ => rest.push((key, Rest::Json(value))),
+            _ => {
+                if rest.is_empty() {
+                    // Room for the few fields of a Desk record that go to `extra` (a ticket has six) at once.
+                    rest.reserve(8);
+                }
+                rest.push((key, Rest::Json(value)));
+            }
         }
     }
     for ((field, holds), slot) in plan.fields.iter().zip(&plan.holds).zip(slots.iter()) {
