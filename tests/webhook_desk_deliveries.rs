@@ -81,7 +81,7 @@ async fn deliveries_for_creates_updates_and_deletes_map_to_changes() {
     let changes = changes_of(&env, &rx, &webhook_id, 20).await;
 
     let find = |m: &str, id: &str, op: Op| -> Vec<&ChangeEvent> {
-        changes.iter().filter(|c| c.module.name() == m && c.id == id && c.op == op).collect()
+        changes.iter().filter(|c| c.module.name() == m && &*c.id == id && c.op == op).collect()
     };
     for (m, id) in &created {
         let c = find(m, id, Op::Create);
@@ -144,7 +144,7 @@ async fn deletes_as_is_deleted_updates_and_full_payloads_map_to_deletes() {
     let task = env.mutate("tasks", "delete", 1).await.remove(0);
     let changes = changes_of(&env, &rx, &webhook_id, 4).await;
     for (module, id, flag) in [(Module::Tickets, &ticket, "isTrashed"), (Module::Tasks, &task, "isDeleted")] {
-        let ds: Vec<&ChangeEvent> = changes.iter().filter(|c| c.module == module && &c.id == id).collect();
+        let ds: Vec<&ChangeEvent> = changes.iter().filter(|c| c.module == module && *c.id == **id).collect();
         assert_eq!(ds.len(), 2, "{module}: *_Delete and the IsDel *_Update");
         assert!(ds.iter().all(|c| c.op == Op::Delete && c.after.is_none()), "{ds:?}");
         let kinds: Vec<&str> = ds.iter().map(|c| c.event_type.as_deref().unwrap()).collect();

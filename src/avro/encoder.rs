@@ -169,7 +169,7 @@ impl Encoder {
                     direct::some(out);
                     direct::write_record(plan, record, out).map_err(|source| EncodeError::Convert {
                         module,
-                        id: event.id.clone(),
+                        id: event.id.to_string(),
                         source,
                     })?;
                 }
@@ -206,7 +206,7 @@ impl Encoder {
                 None => Ok(Avro::Union(0, Box::new(Avro::Null))),
                 Some(record) => convert::record_to_avro(p.record, record)
                     .map(|v| Avro::Union(1, Box::new(v)))
-                    .map_err(|source| EncodeError::Convert { module, id: event.id.clone(), source }),
+                    .map_err(|source| EncodeError::Convert { module, id: event.id.to_string(), source }),
             }
         };
         let opt_str = |s: Option<&str>| match s {
@@ -234,7 +234,7 @@ impl Encoder {
         ]);
         frame(p.value_id, &p.value, &value, out).map_err(|message| EncodeError::Avro {
             module,
-            id: event.id.clone(),
+            id: event.id.to_string(),
             message,
         })
     }

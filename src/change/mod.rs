@@ -55,8 +55,8 @@ impl SnapshotMarker {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChangeEvent {
     pub module: Module,
-    /// The record id: the Kafka key.
-    pub id: String,
+    /// The record id: the Kafka key. Shared, so the ordering guard keeps it without a copy.
+    pub id: std::sync::Arc<str>,
     pub op: Op,
     pub before: Option<Record>,
     pub after: Option<Record>,
@@ -74,7 +74,7 @@ impl ChangeEvent {
     pub fn gone(module: Module, id: &str, ts_ms: i64, event_type: Option<&str>, position: &str) -> Self {
         Self {
             module,
-            id: id.to_owned(),
+            id: id.into(),
             op: Op::Delete,
             before: Some(Record::default().with("id", &serde_json::Value::String(id.to_owned()))),
             after: None,
@@ -96,7 +96,7 @@ impl ChangeEvent {
     ) -> Self {
         Self {
             module,
-            id: id.to_owned(),
+            id: id.into(),
             op: Op::Update,
             before: None,
             after: Some(record),

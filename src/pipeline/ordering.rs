@@ -114,9 +114,8 @@ impl OrderingGuard {
         }
         let entry = Seen { version: v, deleted: event.op == Op::Delete };
         let ids = self.seen.entry(event.module).or_default();
-        // One lookup for a new key (every key of a snapshot), at the price of an id copied and dropped again
-        // for a key already held.
-        match ids.entry(Arc::from(event.id.as_str())) {
+        // One lookup for a new key (every key of a snapshot), the id shared with the event (no copy).
+        match ids.entry(event.id.clone()) {
             Entry::Occupied(mut s) => {
                 // Only a version at least as new moves the key: an older delete never marks a newer live
                 // version deleted.

@@ -910,7 +910,7 @@ async fn commit_pages(
         let position: std::sync::Arc<str> =
             format!("snapshot:{}:page:{}", module.name(), cursor.pages).into();
         for (i, record) in page.records.into_iter().enumerate() {
-            let Some(id) = id_of(&record) else {
+            let Some(id) = cursor_id(&record) else {
                 without_id += 1;
                 continue;
             };

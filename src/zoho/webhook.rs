@@ -320,14 +320,17 @@ fn epoch_ms(v: Json<'_>) -> Option<i64> {
 }
 
 /// `payload.id` as a string (Desk sends strings; numbers are accepted).
-fn record_id(payload: &Record) -> Option<String> {
+fn record_id(payload: &Record) -> Option<std::sync::Arc<str>> {
     let v = payload.get("id")?;
-    let id = match v.kind() {
-        Kind::String => v.as_str()?.trim().to_owned(),
-        Kind::Number => v.as_number().filter(|n| n.is_u64() || n.is_i64())?.to_string(),
+    let text = match v.kind() {
+        Kind::String => v.as_str()?,
+        Kind::Number => {
+            std::borrow::Cow::Owned(v.as_number().filter(|n| n.is_u64() || n.is_i64())?.to_string())
+        }
         _ => return None,
     };
-    (!id.is_empty() && id.len() <= MAX_ID_LEN && !id.chars().any(char::is_control)).then_some(id)
+    let id = text.trim();
+    (!id.is_empty() && id.len() <= MAX_ID_LEN && !id.chars().any(char::is_control)).then(|| id.into())
 }
 
 /// The metric label of an event type: itself when it is one of [`EVENT_TYPES`], else `other`.
@@ -568,7 +571,7 @@ mod tests {
         ]));
         let m = map_events(evs, 0);
         let got: Vec<(Module, &str, &str)> =
-            m.changes.iter().map(|c| (c.module, c.id.as_str(), c.op.code())).collect();
+            m.changes.iter().map(|c| (c.module, &*c.id, c.op.code())).collect();
         assert_eq!(
             got,
             vec![(Module::Tickets, "1", "c"), (Module::Contacts, "2", "u"), (Module::Tasks, "3", "d")]
@@ -582,7 +585,7 @@ mod tests {
     fn numbers_as_strings_and_strings_as_numbers() {
         let c = one(json!({"eventType": "Ticket_Add", "orgId": ORG, "eventTime": 1618493667780u64,
                            "payload": {"id": 1892000000042001u64}}));
-        assert_eq!(c.id, "1892000000042001");
+        assert_eq!(&*c.id, "1892000000042001");
         assert_eq!(c.source_ts_ms, 1618493667780);
         let c = one(json!({"eventType": "Ticket_Add", "orgId": ORG, "eventTime": " 1618493667780 ",
                            "payload": {"id": "1892000000042001"}}));
