@@ -19,6 +19,26 @@ pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
     cfg
 }
 
+/// The librdkafka context of the readers made with [`read_committed_config`]. The end of a partition is how
+/// such a read learns it has read everything (`enable.partition.eof`); librdkafka also reports it as a client
+/// error, which the default context logged at ERROR on every start that had state to read back.
+pub struct ReaderContext;
+
+impl rdkafka::ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::error::RDKafkaErrorCode::PartitionEOF) {
+            tracing::debug!(reason, "Kafka reader reached the end of a partition.");
+        } else {
+            tracing::error!(%error, reason, "Kafka reader error.");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ReaderContext {}
+
+/// A reader's consumer: see [`read_committed_config`] and [`ReaderContext`].
+pub type Reader = rdkafka::consumer::BaseConsumer<ReaderContext>;
+
 /// A consumer that reads a topic from the start up to its end, committed records only, without a group
 /// offset (`group.id` is required by librdkafka but never committed to).
 pub fn read_committed_config(settings: &KafkaSettings, group: &str) -> ClientConfig {

@@ -2,9 +2,9 @@
 //! name (snapshot cursors, watermarks). Writes ride in the same transaction as the data they describe; reads
 //! use `read_committed`, so a cursor is never ahead of the data it covers.
 
-use super::read_committed_config;
+use super::{Reader, ReaderContext, read_committed_config};
 use crate::config::KafkaSettings;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::HashMap;
@@ -36,7 +36,7 @@ pub async fn load(
 
 /// A topic created moments ago may not have a partition leader in the metadata yet; the broker says so
 /// with a retriable "unknown partition" until it does, so that answer is retried for a bounded time.
-fn high_watermark(consumer: &BaseConsumer, topic: &str) -> Result<i64, KafkaError> {
+fn high_watermark(consumer: &Reader, topic: &str) -> Result<i64, KafkaError> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match consumer.fetch_watermarks(topic, 0, Duration::from_secs(15)) {
@@ -69,7 +69,7 @@ fn read_all(
     topic: &str,
 ) -> Result<HashMap<String, serde_json::Value>, StateError> {
     let err = |source| StateError::Read { topic: topic.to_owned(), source };
-    let consumer: BaseConsumer = cfg.create().map_err(err)?;
+    let consumer: Reader = cfg.create_with_context(ReaderContext).map_err(err)?;
     let high = high_watermark(&consumer, topic).map_err(err)?;
     let mut out = HashMap::new();
     if high == 0 {

@@ -2,9 +2,9 @@
 //! A full re-load compares it with what Desk still lists, to find records deleted while nobody listened.
 //! Only keys are decoded; values are never parsed.
 
-use super::read_committed_config;
+use super::{Reader, ReaderContext, read_committed_config};
 use crate::config::KafkaSettings;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::{HashMap, HashSet};
@@ -32,7 +32,7 @@ pub async fn live_keys(settings: &KafkaSettings, topic: &str) -> Result<HashSet<
 /// librdkafka client (threads, connections, metadata) per topic cost more than reading a small topic.
 pub struct TableReader {
     cfg: rdkafka::ClientConfig,
-    consumer: Option<BaseConsumer>,
+    consumer: Option<Reader>,
 }
 
 impl TableReader {
@@ -46,7 +46,7 @@ impl TableReader {
         let (consumer, live) = tokio::task::spawn_blocking(move || {
             let consumer = match consumer {
                 Some(c) => c,
-                None => match cfg.create() {
+                None => match cfg.create_with_context(ReaderContext) {
                     Ok(c) => c,
                     Err(source) => return (None, Err(TableError::Read { topic, source })),
                 },
@@ -63,7 +63,7 @@ impl TableReader {
     }
 }
 
-fn read_keys(consumer: &BaseConsumer, topic: &str) -> Result<HashSet<String>, TableError> {
+fn read_keys(consumer: &Reader, topic: &str) -> Result<HashSet<String>, TableError> {
     let err = |source| TableError::Read { topic: topic.to_owned(), source };
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(15)).map_err(err)?;
     let partitions: Vec<i32> =
