@@ -59,7 +59,8 @@ pub(super) fn id_of(r: &Record) -> Option<String> {
     r.id().map(std::borrow::Cow::into_owned)
 }
 
-/// The record id as the cursor keeps it.
+/// The record id in its shared form: as the cursor keeps it, and as a snapshot event carries it (the ordering
+/// guard keeps that one without a copy). [`id_of`] is for the callers that key maps by `String`.
 fn cursor_id(r: &Record) -> Option<Id> {
     r.id().map(|id| Id::from(id.as_ref()))
 }
