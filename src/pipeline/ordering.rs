@@ -4,7 +4,8 @@
 //!
 //! Versions are Desk `modifiedTime` (or the event time when a payload has none), in epoch ms. Memory is
 //! bounded: past `capacity` keys the oldest-inserted are forgotten, which only weakens the guard for keys
-//! idle that long.
+//! idle that long. A Desk id is held as its number (see [`Key`]): no allocation per key and a smaller table
+//! entry, some 40 % less memory per key than its shared text took.
 
 use crate::change::{ChangeEvent, Op, record_time_ms};
 use crate::zoho::module::Module;
@@ -27,14 +28,67 @@ struct Seen {
     deleted: bool,
 }
 
-/// Keys by id, per module: looked up by `&str` without building a key, and the id stored once (shared with
+/// A key as the guard holds it. Desk ids are decimal numbers (`"1892000000042001"`): one in canonical form
+/// (digits only, no leading zero, within a `u64`) is held as that number, 8 bytes in the table with no
+/// allocation and no text to chase on a lookup; any other id as its text. The two forms never meet: a
+/// canonical decimal and its number stand for each other one to one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Number(u64),
+    Text(Arc<str>),
+}
+
+impl Key {
+    /// The number a canonical decimal id stands for.
+    fn number(id: &str) -> Option<u64> {
+        let digits = id.as_bytes();
+        let canonical = match digits {
+            [] => false,
+            [b'0'] => true,
+            [first, ..] => (b'1'..=b'9').contains(first) && digits.iter().all(u8::is_ascii_digit),
+        };
+        // `parse` refuses what overflows (and would take a leading `+`, which `canonical` has ruled out).
+        if canonical { id.parse().ok() } else { None }
+    }
+
+    /// `id`'s key, sharing its text when it is not a number.
+    fn of(id: &Arc<str>) -> Self {
+        Self::number(id).map_or_else(|| Self::Text(id.clone()), Self::Number)
+    }
+}
+
+/// One module's keys. Text ids are looked up by `&str` without building a key, and stored once (shared with
 /// the eviction order).
-type Ids = HashMap<Arc<str>, Seen, foldhash::fast::RandomState>;
+#[derive(Debug, Default)]
+struct Ids {
+    numbers: HashMap<u64, Seen, foldhash::fast::RandomState>,
+    texts: HashMap<Arc<str>, Seen, foldhash::fast::RandomState>,
+}
+
+impl Ids {
+    fn get(&self, id: &str) -> Option<&Seen> {
+        match Key::number(id) {
+            Some(n) => self.numbers.get(&n),
+            None => self.texts.get(id),
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.get(id).is_some()
+    }
+
+    fn remove(&mut self, key: &Key) {
+        match key {
+            Key::Number(n) => self.numbers.remove(n),
+            Key::Text(t) => self.texts.remove(t),
+        };
+    }
+}
 
 #[derive(Debug)]
 pub struct OrderingGuard {
     seen: HashMap<Module, Ids, foldhash::fast::RandomState>,
-    order: VecDeque<(Module, Arc<str>)>,
+    order: VecDeque<(Module, Key)>,
     capacity: usize,
     /// Deletes committed per module (count, and the event times of the latest ones): a deletion shifts
     /// later rows of an offset-paged list, so the snapshot re-reads from before it.
@@ -49,6 +103,23 @@ pub fn version_of(event: &ChangeEvent) -> i64 {
             event.source_ts_ms.max(last)
         }
         _ => event.after.as_ref().and_then(record_time_ms).unwrap_or(event.source_ts_ms),
+    }
+}
+
+/// Records `entry` (of version `v`) in its key's slot; whether the key is new. Only a version at least as new
+/// moves a known key: an older delete never marks a newer live version deleted.
+fn upsert<K>(slot: Entry<'_, K, Seen>, v: i64, entry: Seen) -> bool {
+    match slot {
+        Entry::Occupied(mut s) => {
+            if v >= s.get().version {
+                s.insert(entry);
+            }
+            false
+        }
+        Entry::Vacant(slot) => {
+            slot.insert(entry);
+            true
+        }
     }
 }
 
@@ -114,21 +185,15 @@ impl OrderingGuard {
         }
         let entry = Seen { version: v, deleted: event.op == Op::Delete };
         let ids = self.seen.entry(event.module).or_default();
-        // One lookup for a new key (every key of a snapshot), the id shared with the event (no copy).
-        match ids.entry(event.id.clone()) {
-            Entry::Occupied(mut s) => {
-                // Only a version at least as new moves the key: an older delete never marks a newer live
-                // version deleted.
-                if v >= s.get().version {
-                    s.insert(entry);
-                }
-            }
-            Entry::Vacant(slot) => {
-                let id = slot.key().clone();
-                slot.insert(entry);
-                self.order.push_back((event.module, id));
-                self.evict();
-            }
+        // One lookup for a new key (every key of a snapshot); a text id is shared with the event (no copy).
+        let key = Key::of(&event.id);
+        let fresh = match &key {
+            Key::Number(n) => upsert(ids.numbers.entry(*n), v, entry),
+            Key::Text(t) => upsert(ids.texts.entry(t.clone()), v, entry),
+        };
+        if fresh {
+            self.order.push_back((event.module, key));
+            self.evict();
         }
     }
 
@@ -136,13 +201,23 @@ impl OrderingGuard {
     /// admitted, but a snapshot re-read of them reports an update rather than a second `r`.
     pub fn remember<'a>(&mut self, module: Module, ids: impl Iterator<Item = &'a String>) {
         let known = self.seen.entry(module).or_default();
+        let unknown = Seen { version: i64::MIN, deleted: false };
         for id in ids {
-            if known.contains_key(id.as_str()) {
+            if known.contains(id) {
                 continue;
             }
-            let id: Arc<str> = Arc::from(id.as_str());
-            known.insert(id.clone(), Seen { version: i64::MIN, deleted: false });
-            self.order.push_back((module, id));
+            let key = match Key::number(id) {
+                Some(n) => {
+                    known.numbers.insert(n, unknown);
+                    Key::Number(n)
+                }
+                None => {
+                    let id: Arc<str> = Arc::from(id.as_str());
+                    known.texts.insert(id.clone(), unknown);
+                    Key::Text(id)
+                }
+            };
+            self.order.push_back((module, key));
         }
         self.evict();
     }
@@ -150,9 +225,9 @@ impl OrderingGuard {
     /// Forgets the oldest-inserted keys past the capacity.
     fn evict(&mut self) {
         while self.order.len() > self.capacity {
-            if let Some((module, id)) = self.order.pop_front() {
+            if let Some((module, key)) = self.order.pop_front() {
                 if let Some(ids) = self.seen.get_mut(&module) {
-                    ids.remove(&id);
+                    ids.remove(&key);
                 }
             }
         }
@@ -265,6 +340,50 @@ mod tests {
         g.remember(Module::Tickets, ids.iter());
         assert!(g.knows(Module::Tickets, "1"));
         assert!(g.admits(&ev(Op::Read, Some(T1), 0)));
+    }
+
+    #[test]
+    fn only_canonical_decimal_ids_are_held_as_numbers() {
+        assert_eq!(Key::number("1892000000042001"), Some(1_892_000_000_042_001));
+        assert_eq!(Key::number("0"), Some(0));
+        assert_eq!(Key::number("18446744073709551615"), Some(u64::MAX));
+        for text in
+            ["", "0123", "+1", "-1", "1e3", " 1", "1 ", "18446744073709551616", "99999999999999999999"]
+        {
+            assert_eq!(Key::number(text), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn an_id_and_its_number_with_a_leading_zero_are_different_keys() {
+        let mut g = OrderingGuard::new(10);
+        let mut e = ev(Op::Update, Some(T2), 0);
+        e.id = "0123".into();
+        g.committed(&e);
+        assert!(g.knows(Module::Tickets, "0123"));
+        assert!(!g.knows(Module::Tickets, "123"));
+        e.id = "123".into();
+        assert!(g.admits(&e));
+        g.committed(&e);
+        e.id = "0123".into();
+        assert!(!g.admits(&e), "the text key kept its version");
+        assert_eq!(g.len(), 2);
+    }
+
+    #[test]
+    fn capacity_forgets_the_oldest_keys_of_either_form() {
+        let mut g = OrderingGuard::new(2);
+        for id in ["7", "x", "8"] {
+            let mut e = ev(Op::Read, Some(T1), 0);
+            e.id = id.into();
+            g.committed(&e);
+        }
+        assert!(!g.knows(Module::Tickets, "7"));
+        assert!(g.knows(Module::Tickets, "x") && g.knows(Module::Tickets, "8"));
+        g.remember(Module::Tickets, ["9".to_owned()].iter());
+        assert!(!g.knows(Module::Tickets, "x"));
+        assert!(g.knows(Module::Tickets, "8") && g.knows(Module::Tickets, "9"));
+        assert_eq!(g.len(), 2);
     }
 
     #[test]
