@@ -78,17 +78,26 @@ impl SourceRuntime {
         let mut wanted: Vec<(String, TopicKind)> =
             modules.iter().map(|m| (encoder.topic(*m).to_string(), TopicKind::Data)).collect();
         wanted.push((state_topic.clone(), TopicKind::State));
-        topics::ensure_topics(kafka, &wanted)
-            .await
-            .map_err(|error| SourceError::Topics { source_name: name.clone(), error })?;
-        for m in &modules {
-            encoder
-                .prepare(registry, *m)
+        // Each step waits on round trips (the broker, the registry, transaction coordinators), so what does
+        // not depend on another runs beside it. The state is read last: only once the producers have fenced
+        // an older instance (aborting its open transactions) is what `read_committed` reads final.
+        let topics = async {
+            topics::ensure_topics(kafka, &wanted)
                 .await
-                .map_err(|error| SourceError::Schemas { source_name: name.clone(), error })?;
-        }
-        let snapshot_producer = role_producer(kafka, source, "snapshot").await?;
-        let stream_producer = Arc::new(role_producer(kafka, source, "stream").await?);
+                .map_err(|error| SourceError::Topics { source_name: name.clone(), error })
+        };
+        let schemas = async {
+            encoder
+                .prepare(registry, &modules)
+                .await
+                .map_err(|error| SourceError::Schemas { source_name: name.clone(), error })
+        };
+        tokio::try_join!(topics, schemas)?;
+        let (snapshot_producer, stream_producer) = tokio::try_join!(
+            role_producer(kafka, source, "snapshot"),
+            role_producer(kafka, source, "stream")
+        )?;
+        let stream_producer = Arc::new(stream_producer);
         let stored = state::load(kafka, &state_topic)
             .await
             .map_err(|error| SourceError::State { source_name: name.clone(), error })?;
