@@ -88,15 +88,10 @@ impl Encoder {
         modules: &[Module],
     ) -> Result<(), EncodeError> {
         let todo: Vec<Module> = modules.iter().copied().filter(|m| !self.modules.contains_key(m)).collect();
-        let prepared = futures::future::try_join_all(todo.into_iter().map(|module| {
-            let topic = self.topic(module);
-            async move {
-                let prepared = Self::register(registry, module, topic).await?;
-                Ok::<_, EncodeError>((module, prepared))
-            }
-        }))
-        .await?;
-        self.modules.extend(prepared);
+        let registrations = todo.iter().map(|&module| Self::register(registry, module, self.topic(module)));
+        // In the order of `todo`.
+        let prepared = futures::future::try_join_all(registrations).await?;
+        self.modules.extend(todo.into_iter().zip(prepared));
         Ok(())
     }
 

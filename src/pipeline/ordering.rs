@@ -32,7 +32,7 @@ struct Seen {
 /// (digits only, no leading zero, within a `u64`) is held as that number, 8 bytes in the table with no
 /// allocation and no text to chase on a lookup; any other id as its text. The two forms never meet: a
 /// canonical decimal and its number stand for each other one to one.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug)]
 enum Key {
     Number(u64),
     Text(Arc<str>),
@@ -49,11 +49,6 @@ impl Key {
         };
         // `parse` refuses what overflows (and would take a leading `+`, which `canonical` has ruled out).
         if canonical { id.parse().ok() } else { None }
-    }
-
-    /// `id`'s key, sharing its text when it is not a number.
-    fn of(id: &Arc<str>) -> Self {
-        Self::number(id).map_or_else(|| Self::Text(id.clone()), Self::Number)
     }
 }
 
@@ -73,8 +68,32 @@ impl Ids {
         }
     }
 
-    fn contains(&self, id: &str) -> bool {
-        self.get(id).is_some()
+    /// Records `entry` (of version `v`) for `id`, in one lookup for a new number (every key of a snapshot);
+    /// a new text id is stored as `shared` gives it. Returns the key when it is new, for the eviction order.
+    fn record(&mut self, id: &str, shared: impl FnOnce() -> Arc<str>, v: i64, entry: Seen) -> Option<Key> {
+        match Key::number(id) {
+            Some(n) => match self.numbers.entry(n) {
+                Entry::Occupied(mut known) => {
+                    moves(known.get_mut(), v, entry);
+                    None
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(entry);
+                    Some(Key::Number(n))
+                }
+            },
+            None => match self.texts.get_mut(id) {
+                Some(known) => {
+                    moves(known, v, entry);
+                    None
+                }
+                None => {
+                    let id = shared();
+                    self.texts.insert(id.clone(), entry);
+                    Some(Key::Text(id))
+                }
+            },
+        }
     }
 
     fn remove(&mut self, key: &Key) {
@@ -106,20 +125,11 @@ pub fn version_of(event: &ChangeEvent) -> i64 {
     }
 }
 
-/// Records `entry` (of version `v`) in its key's slot; whether the key is new. Only a version at least as new
-/// moves a known key: an older delete never marks a newer live version deleted.
-fn upsert<K>(slot: Entry<'_, K, Seen>, v: i64, entry: Seen) -> bool {
-    match slot {
-        Entry::Occupied(mut s) => {
-            if v >= s.get().version {
-                s.insert(entry);
-            }
-            false
-        }
-        Entry::Vacant(slot) => {
-            slot.insert(entry);
-            true
-        }
+/// Moves a known key to `entry` (of version `v`). Only a version at least as new moves it: an older delete
+/// never marks a newer live version deleted.
+fn moves(seen: &mut Seen, v: i64, entry: Seen) {
+    if v >= seen.version {
+        *seen = entry;
     }
 }
 
@@ -185,13 +195,8 @@ impl OrderingGuard {
         }
         let entry = Seen { version: v, deleted: event.op == Op::Delete };
         let ids = self.seen.entry(event.module).or_default();
-        // One lookup for a new key (every key of a snapshot); a text id is shared with the event (no copy).
-        let key = Key::of(&event.id);
-        let fresh = match &key {
-            Key::Number(n) => upsert(ids.numbers.entry(*n), v, entry),
-            Key::Text(t) => upsert(ids.texts.entry(t.clone()), v, entry),
-        };
-        if fresh {
+        // A text id is shared with the event (no copy).
+        if let Some(key) = ids.record(&event.id, || event.id.clone(), v, entry) {
             self.order.push_back((event.module, key));
             self.evict();
         }
@@ -201,23 +206,12 @@ impl OrderingGuard {
     /// admitted, but a snapshot re-read of them reports an update rather than a second `r`.
     pub fn remember<'a>(&mut self, module: Module, ids: impl Iterator<Item = &'a String>) {
         let known = self.seen.entry(module).or_default();
+        // The oldest version there is: it moves no key already known (committed versions are event times).
         let unknown = Seen { version: i64::MIN, deleted: false };
         for id in ids {
-            if known.contains(id) {
-                continue;
+            if let Some(key) = known.record(id, || Arc::from(id.as_str()), i64::MIN, unknown) {
+                self.order.push_back((module, key));
             }
-            let key = match Key::number(id) {
-                Some(n) => {
-                    known.numbers.insert(n, unknown);
-                    Key::Number(n)
-                }
-                None => {
-                    let id: Arc<str> = Arc::from(id.as_str());
-                    known.texts.insert(id.clone(), unknown);
-                    Key::Text(id)
-                }
-            };
-            self.order.push_back((module, key));
         }
         self.evict();
     }
