@@ -103,13 +103,15 @@ def stop(p, sig=signal.SIGTERM):
             p.wait()
 
 
-def bridge_config(name, sim_port, prefix, extra_source="", webhook_port=18180, admin_port=18190):
+def bridge_config(name, sim_port, prefix, extra_source="", webhook_port=18180, admin_port=18190,
+                  extra_kafka=""):
     path = os.path.join(OUT, f"{name}.toml")
     with open(path, "w") as f:
         f.write(f"""
 [kafka]
 bootstrap_servers = "{BOOTSTRAP}"
 topic_prefix = "{prefix}"
+{extra_kafka}
 properties = {{ {KAFKA_PROPERTIES} }}
 [schema_registry]
 url = "{REGISTRY}"
@@ -200,10 +202,11 @@ def loadgen(url, rate, batch, duration, concurrency):
 
 
 class Target:
-    """One system under webhook load: its service URL and process, and what was measured of it."""
+    """One system under webhook load: its service URL and process, and what was measured of it. An
+    optional one (the peer) that fails is recorded and left out; any other failing ends the bench."""
 
-    def __init__(self, name, url, proc):
-        self.name, self.url, self.proc = name, url, proc
+    def __init__(self, name, url, proc, optional=False):
+        self.name, self.url, self.proc, self.optional = name, url, proc, optional
         self.runs, self.rounds, self.error = {}, {}, None
 
 
@@ -221,7 +224,7 @@ def webhook_runs(targets):
         try:
             result = loadgen(t.url, *args)
         except Exception as e:  # the peer's failure must not end the bench
-            if t.name == "bridge":
+            if not t.optional:
                 raise
             log(f"{t.name} failed: {e!r} (see target/bench/peer.log)")
             t.error = f"{type(e).__name__}: {e}"
@@ -285,7 +288,7 @@ def start_peer(prefix, entry):
         env = dict(os.environ, PEER_HOST="127.0.0.1", PEER_PORT=str(PEER_PORT), PEER_BROKERS=BOOTSTRAP,
                    PEER_TOPIC=topic)
         peer = subprocess.Popen([script, "run"], env=env, stdout=err, stderr=err)  # peer.sh execs the JVM
-        target = Target("peer", f"http://127.0.0.1:{PEER_PORT}/webhooks/zoho/main/peer", peer)
+        target = Target("peer", f"http://127.0.0.1:{PEER_PORT}/webhooks/zoho/main/peer", peer, optional=True)
         try:
             wait_port(PEER_PORT, peer)
         except Exception:
@@ -315,35 +318,51 @@ def peer_entry(entry, target):
     return entry
 
 
+def start_bridge(name, prefix, sim_port, webhook_port, admin_port, extra_kafka=""):
+    """A bridge streaming webhooks (tickets only, no snapshot, JWT verification off) as a Target."""
+    cfg = bridge_config(name, sim_port, prefix,
+                        'snapshot_mode = "never"\nverify_jwt = false\nmodules = ["tickets"]\n'
+                        'reconcile_interval_s = 86400', webhook_port=webhook_port, admin_port=admin_port,
+                        extra_kafka=extra_kafka)
+    with open(os.path.join(OUT, f"{name}.credentials.json")) as f:
+        secret = json.load(f)["webhook_secret"]
+    url = f"http://127.0.0.1:{webhook_port}/webhooks/zoho/main/{secret}"
+    err = open(os.path.join(OUT, f"{name}-bridge.log"), "w")
+    proc = subprocess.Popen([os.path.join(REL, "zoho-desk-cdc"), "run", "--config", cfg], stderr=err, stdout=err)
+    target = Target(name, url, proc)
+    try:
+        wait_http(url, 90)
+    except Exception:
+        stop(proc)
+        raise
+    return target
+
+
 def webhook_bench(prefix, bridge_on=True, peer_on=True):
-    """Parts 2 and 4: the bridge (prefix + "w") and the peer (prefix + "p") under the same load, side by
-    side. Returns (bridge summary, bridge runs, peer entry); the parts left out are None."""
+    """Parts 2 and 4 under the same load, side by side: the bridge in exactly-once mode (prefix + "w"),
+    the bridge in at-least-once mode (prefix + "a", the peer's own guarantee: idempotent, acks=all, no
+    transactions) and the peer (prefix + "p"). Returns (exactly-once summary, its runs, at-least-once
+    summary with its runs, peer entry); the parts left out are None."""
     entry = {"name": PEER_NAME, "events_per_s": None, "p99_ms": None, "p50_ms": None, "peak_rss_mib": None,
              "records_per_event": 1}
-    sim = bridge = peer = None
+    sim = bridge = alo = peer = None
     targets = []
     try:
         if bridge_on:
             sim = start_sim(18112)
-            cfg = bridge_config("webhook", 18112, prefix + "w",
-                                'snapshot_mode = "never"\nverify_jwt = false\nmodules = ["tickets"]\n'
-                                'reconcile_interval_s = 86400', webhook_port=18182, admin_port=18192)
-            with open(os.path.join(OUT, "webhook.credentials.json")) as f:
-                secret = json.load(f)["webhook_secret"]
-            url = f"http://127.0.0.1:18182/webhooks/zoho/main/{secret}"
-            err = open(os.path.join(OUT, "webhook-bridge.log"), "w")
-            proc = subprocess.Popen([os.path.join(REL, "zoho-desk-cdc"), "run", "--config", cfg],
-                                    stderr=err, stdout=err)
-            bridge = Target("bridge", url, proc)
-            wait_http(url, 90)
+            bridge = start_bridge("webhook", prefix + "w", 18112, 18182, 18192)
             targets.append(bridge)
+            alo = start_bridge("webhook-at-least-once", prefix + "a", 18112, 18184, 18194,
+                               "exactly_once = false")
+            targets.append(alo)
         if peer_on:
             peer = start_peer(prefix + "p", entry)
             if peer is not None:
                 targets.append(peer)
         webhook_runs(targets)
         hook = summary(bridge) if bridge else None
-        return hook, bridge.runs if bridge else None, peer_entry(entry, peer) if peer_on else None
+        hook_alo = dict(summary(alo), runs=alo.runs) if alo else None
+        return hook, bridge.runs if bridge else None, hook_alo, peer_entry(entry, peer) if peer_on else None
     finally:
         for t in targets:
             stop(t.proc)
@@ -397,10 +416,20 @@ def kafka_ceiling(record_size, prefix):
             "records_per_s_idempotent": results["idempotent"]}
 
 
-def peer_row(hook, peer):
+def webhook_rows(hook, hook_alo):
+    return [("webhook events/s at saturation (exactly-once)", hook["events_per_s"]),
+            ("webhook p50 / p99 ms at 2,000 events/s", f'{hook["p50_ms"]} / {hook["p99_ms"]}'),
+            ("webhook peak RSS MiB", hook["peak_rss_mib"]),
+            ("webhook events/s at saturation, at-least-once (the peer's guarantee)", hook_alo["events_per_s"]),
+            ("webhook p50 / p99 ms at 2,000 events/s, at-least-once", f'{hook_alo["p50_ms"]} / {hook_alo["p99_ms"]}')]
+
+
+def peer_ratio_rows(hook, hook_alo, peer):
     if peer.get("error") or not peer.get("events_per_s"):
-        return ("bridge ÷ peer (webhook events/s)", f'peer failed: {peer.get("error")}')
-    return ("bridge ÷ peer (webhook events/s)", round(hook["events_per_s"] / peer["events_per_s"], 3))
+        return [("bridge ÷ peer (webhook events/s)", f'peer failed: {peer.get("error")}')]
+    return [("bridge ÷ peer (webhook events/s, exactly-once)", round(hook["events_per_s"] / peer["events_per_s"], 3)),
+            ("bridge ÷ peer (webhook events/s, at-least-once like the peer)",
+             round(hook_alo["events_per_s"] / peer["events_per_s"], 3))]
 
 
 def peer_rows(peer):
@@ -429,18 +458,16 @@ def main():
     if only in ("peer", "webhook"):
         log(f"{only} only (BENCH_ONLY={only}) ...")
         partial, rows = {}, []
-        hook, runs, peer = webhook_bench(prefix, bridge_on=only == "webhook",
-                                         peer_on=only == "peer" or os.environ.get("BENCH_NO_PEER") != "1")
+        hook, runs, hook_alo, peer = webhook_bench(
+            prefix, bridge_on=only == "webhook", peer_on=only == "peer" or os.environ.get("BENCH_NO_PEER") != "1")
         if hook is not None:
-            partial.update(webhook=hook, webhook_runs=runs)
-            rows += [("webhook events/s at saturation", hook["events_per_s"]),
-                     ("webhook p50 / p99 ms at 2,000 events/s", f'{hook["p50_ms"]} / {hook["p99_ms"]}'),
-                     ("webhook peak RSS MiB", hook["peak_rss_mib"])]
+            partial.update(webhook=hook, webhook_runs=runs, webhook_at_least_once=hook_alo)
+            rows += webhook_rows(hook, hook_alo)
         if peer is not None:
             partial.update(peers=[peer], peers_note=PEERS_NOTE)
             rows += peer_rows(peer)
             if hook is not None:
-                rows.append(peer_row(hook, peer))
+                rows += peer_ratio_rows(hook, hook_alo, peer)
         with open(os.path.join(OUT, f"report-{only}.json"), "w") as f:
             json.dump(partial, f, indent=2)
         print("| figure | value |\n|---|---|")
@@ -450,14 +477,16 @@ def main():
     log(f"snapshot: {TICKETS} tickets, exactly-once ...")
     snap = snapshot_bench(prefix + "s")
     log(f"snapshot: {json.dumps(snap)}")
-    log("webhook ingest, the bridge and the peer side by side ...")
-    hook, runs, peer = webhook_bench(prefix)
+    log("webhook ingest, the bridge (exactly-once and at-least-once) and the peer side by side ...")
+    hook, runs, hook_alo, peer = webhook_bench(prefix)
     log(f"webhook: {json.dumps(hook)}")
+    log(f"webhook, at-least-once: {json.dumps({k: v for k, v in hook_alo.items() if k != 'runs'})}")
     log(f"peer: {json.dumps({k: v for k, v in peer.items() if k != 'runs'})}")
     size = mean_record_size(f"{prefix}s.{ORG}.tickets")
     log(f"Kafka ceiling with {size}-byte records ...")
     ceiling = kafka_ceiling(size, prefix)
-    report = {"snapshot": snap, "webhook": hook, "webhook_runs": runs, "kafka_ceiling": ceiling,
+    report = {"snapshot": snap, "webhook": hook, "webhook_runs": runs, "webhook_at_least_once": hook_alo,
+              "kafka_ceiling": ceiling,
               "peers": [peer], "peers_note": PEERS_NOTE}
     with open(os.path.join(OUT, "report.json"), "w") as f:
         json.dump(report, f, indent=2)
@@ -469,15 +498,13 @@ def main():
         ("snapshot API calls / minimum", f'{snap["api_calls"]} / {snap["min_api_calls"]}'),
         ("snapshot CPU µs per record", snap["cpu_us_per_record"]),
         ("snapshot peak RSS MiB", snap["peak_rss_mib"]),
-        ("webhook events/s at saturation", hook["events_per_s"]),
-        ("webhook p50 / p99 ms at 2,000 events/s", f'{hook["p50_ms"]} / {hook["p99_ms"]}'),
-        ("webhook peak RSS MiB", hook["peak_rss_mib"]),
+        *webhook_rows(hook, hook_alo),
         (f'Kafka ceiling records/s ({size} B, transactional)', ceiling["records_per_s"]),
         ("Kafka ceiling records/s (idempotent)", ceiling["records_per_s_idempotent"]),
         ("bridge ÷ Kafka ceiling (webhook events/s)", round(ratio, 3)),
         ("bridge ÷ Kafka ceiling (snapshot records/s)", round(snap_ratio, 3)),
         *peer_rows(peer),
-        peer_row(hook, peer),
+        *peer_ratio_rows(hook, hook_alo, peer),
     ]
     for name, value in rows:
         print(f"| {name} | {value} |")
