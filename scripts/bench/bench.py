@@ -211,13 +211,11 @@ class Target:
 
 
 def webhook_runs(targets):
-    """The webhook load, the same for the bridge and the peer, run side by side: each is warmed up
-    (WARMUP_S at saturation, batch 10: the broker's transactional paths and the peer's JVM compile
-    there), then ROUNDS rounds of saturation runs (batch 1 and 10, concurrency 64) taking turns, the
-    order reversed every round, so that both meet the machine in the same state (its speed moves by up
-    to 2x within an hour, see the README); each keeps its best round. Then 2,000 events/s (batch 1 and
-    10) for each. A peer that fails is recorded in its Target and leaves the run; the bridge failing ends
-    the bench."""
+    """The same webhook load for every target, side by side: each is warmed up (WARMUP_S at saturation,
+    batch 10: the broker's transactional paths and the peer's JVM compile there), then ROUNDS rounds of
+    saturation runs (batch 1 and 10, concurrency 64) taking turns, the order reversed every round, so that
+    all meet the machine in the same state (its speed moves by up to 2x within an hour, see the README);
+    each keeps its best round. Then 2,000 events/s (batch 1 and 10) for each."""
     def run(t, key, *args):
         if t.error:
             return
