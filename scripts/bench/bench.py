@@ -205,9 +205,12 @@ class Target:
     """One system under webhook load: its service URL and process, and what was measured of it. An
     optional one (the peer) that fails is recorded and left out; any other failing ends the bench."""
 
-    def __init__(self, name, url, proc, optional=False):
-        self.name, self.url, self.proc, self.optional = name, url, proc, optional
-        self.runs, self.rounds, self.error = {}, {}, None
+    def __init__(self, name, url, proc, optional=False, topic=None):
+        self.name, self.url, self.proc, self.optional, self.topic = name, url, proc, optional, topic
+        # By run: the result (of saturation runs, the best round's, with `rounds_events_per_s`).
+        self.runs, self.error = {}, None
+        # Events acknowledged in every run, rounds and warm-up included.
+        self.events = 0
 
 
 def webhook_runs(targets):
@@ -216,6 +219,8 @@ def webhook_runs(targets):
     saturation runs (batch 1 and 10, concurrency 64) taking turns, the order reversed every round, so that
     all meet the machine in the same state (its speed moves by up to 2x within an hour, see the README);
     each keeps its best round. Then 2,000 events/s (batch 1 and 10) for each."""
+    rounds = {}
+
     def run(t, key, *args):
         if t.error:
             return
@@ -227,8 +232,9 @@ def webhook_runs(targets):
             log(f"{t.name} failed: {e!r} (see target/bench/peer.log)")
             t.error = f"{type(e).__name__}: {e}"
             return
+        t.events += result["events"]
         if key.startswith("saturation"):
-            t.rounds.setdefault(key, []).append(result)
+            rounds.setdefault((t, key), []).append(result)
         else:
             t.runs[key] = result
 
@@ -245,19 +251,18 @@ def webhook_runs(targets):
         for t in targets:
             log(f"  {t.name}: 2,000 events/s, batch {batch}")
             run(t, f"rate_2000_batch_{batch}", 2000, batch, DURATION, 256)
+    for (t, key), results in rounds.items():
+        best = dict(max(results, key=lambda r: r["events_per_s"]))
+        best["rounds_events_per_s"] = [round(r["events_per_s"], 1) for r in results]
+        t.runs[key] = best
 
 
 def summary(t):
-    """The report entry of a target: its best saturation round, p50/p99 of the batch-10 rate run."""
-    for key, results in t.rounds.items():
-        t.runs[key] = max(results, key=lambda r: r["events_per_s"])
-        t.runs[key]["rounds_events_per_s"] = [round(r["events_per_s"], 1) for r in results]
+    """The report entry of a target: its best saturation round, p50/p99 of the batch-10 rate run, and every
+    event acknowledged, the warm-up's too (the peer's are compared with the records in its topic)."""
     fixed = t.runs["rate_2000_batch_10"]
     best = max(r["events_per_s"] for k, r in t.runs.items() if k.startswith("saturation"))
-    # Every event acknowledged, the warm-up's too (the peer's are compared with the records in its topic).
-    events = sum(r["events"] for rs in t.rounds.values() for r in rs)
-    events += sum(r["events"] for k, r in t.runs.items() if not k.startswith("saturation"))
-    return {"events": events,
+    return {"events": t.events,
             "events_per_s": round(best, 1), "p50_ms": round(fixed["p50_ms"], 2),
             "p99_ms": round(fixed["p99_ms"], 2), "peak_rss_mib": round(peak_rss_mib(t.proc.pid), 1)}
 
@@ -278,7 +283,6 @@ def start_peer(prefix, entry):
     """Part 4: the Camel peer on 127.0.0.1:PEER_PORT; its Target, or None with the failure in `entry`."""
     try:
         topic = f"{prefix}.peer.tickets"
-        entry["topic"] = topic
         create_topic(topic)
         script = os.path.join(ROOT, "scripts", "bench", "peer.sh")
         subprocess.run([script, "fetch"], check=True, capture_output=True, text=True)
@@ -286,7 +290,8 @@ def start_peer(prefix, entry):
         env = dict(os.environ, PEER_HOST="127.0.0.1", PEER_PORT=str(PEER_PORT), PEER_BROKERS=BOOTSTRAP,
                    PEER_TOPIC=topic)
         peer = subprocess.Popen([script, "run"], env=env, stdout=err, stderr=err)  # peer.sh execs the JVM
-        target = Target("peer", f"http://127.0.0.1:{PEER_PORT}/webhooks/zoho/main/peer", peer, optional=True)
+        target = Target("peer", f"http://127.0.0.1:{PEER_PORT}/webhooks/zoho/main/peer", peer, optional=True,
+                        topic=topic)
         try:
             wait_port(PEER_PORT, peer)
         except Exception:
@@ -307,12 +312,11 @@ def peer_entry(entry, target):
             entry["events_per_s_batch_1"] = round(target.runs["saturation_batch_1"]["events_per_s"], 1)
             entry["events_per_s_batch_10"] = round(target.runs["saturation_batch_10"]["events_per_s"], 1)
             entry["runs"] = target.runs
-            entry["records_in_topic"] = topic_records(entry["topic"])
+            entry["records_in_topic"] = topic_records(target.topic)
         except Exception as e:
             target.error = f"{type(e).__name__}: {e}"
     if target is not None and target.error is not None:
         entry["error"] = target.error
-    entry.pop("topic", None)
     return entry
 
 
