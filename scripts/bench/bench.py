@@ -11,9 +11,14 @@
 4. Peer: Apache Camel 4.22.0 (scripts/bench/peer.sh) as HTTP server -> Kafka on the same broker, fed by
    the same load generator at the same settings; see PEERS_NOTE. Parts 2 and 4 run side by side, their
    saturation runs taking turns (see webhook_runs).
+5. Snapshot instructions: the snapshot at 20,000 and 40,000 tickets under valgrind's callgrind; instructions
+   per ticket between them, and the functions that take most. Unlike CPU time, this does not move with the
+   machine's hour, so it compares code across runs. Runs right after part 1; skipped when valgrind is not
+   installed.
 
-BENCH_ONLY=peer runs only part 4 (report: target/bench/report-peer.json), BENCH_ONLY=webhook parts 2 and 4
-(target/bench/report-webhook.json), BENCH_ONLY=snapshot part 1 (target/bench/report-snapshot.json;
+BENCH_ONLY=instructions runs only part 5 (target/bench/report-instructions.json; BENCH_INSTRUCTIONS=0 skips
+it in a full run), BENCH_ONLY=peer only part 4 (report: target/bench/report-peer.json), BENCH_ONLY=webhook
+parts 2 and 4 (target/bench/report-webhook.json), BENCH_ONLY=snapshot part 1 (target/bench/report-snapshot.json;
 BENCH_TICKETS sets the ticket count, default 200,000); BENCH_NO_PEER=1 leaves the peer out of
 BENCH_ONLY=webhook; BENCH_KAFKA_PROPERTIES="k=v,..." sets the bridge's kafka.properties; BENCH_DURATION_S shortens every
 load run (default 15 s); BENCH_ROUNDS sets the saturation rounds of each (default 2).
@@ -23,7 +28,9 @@ Writes target/bench/report.json (CONTRACT §9) and prints a Markdown table.
 import json
 import math
 import os
+import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -162,21 +169,30 @@ def peak_rss_mib(pid):
     return 0.0
 
 
+def start_snapshot_sim(tickets):
+    return start_sim(18111, "--scale", f"tickets={tickets}", "--daily-credits", "1000000000",
+                     "--concurrency", "64")
+
+
+def run_snapshot(prefix, name, wrapper=()):
+    """Runs the bridge's snapshot (`initial_only`) against the simulator on 18111, under `wrapper` if given."""
+    cfg = bridge_config(name, 18111, prefix, webhook_port=18181, admin_port=18191)
+    with open(os.path.join(OUT, f"{name}-bridge.log"), "w") as err:
+        rc = subprocess.run([*wrapper, os.path.join(REL, "zoho-desk-cdc"), "run", "--config", cfg,
+                             "--snapshot-mode", "initial_only"], stderr=err, stdout=err).returncode
+    if rc != 0:
+        raise RuntimeError(f"{name} run exited {rc}; see target/bench/{name}-bridge.log")
+
+
 def snapshot_bench(prefix):
-    sim = start_sim(18111, "--scale", f"tickets={TICKETS}", "--daily-credits", "1000000000",
-                    "--concurrency", "64")
+    sim = start_snapshot_sim(TICKETS)
     try:
-        cfg = bridge_config("snapshot", 18111, prefix, webhook_port=18181, admin_port=18191)
         before = http_json("http://127.0.0.1:18111/_sim/stats")["requests_total"]
         usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.time()
-        with open(os.path.join(OUT, "snapshot-bridge.log"), "w") as err:
-            rc = subprocess.run([os.path.join(REL, "zoho-desk-cdc"), "run", "--config", cfg,
-                                 "--snapshot-mode", "initial_only"], stderr=err, stdout=err).returncode
+        run_snapshot(prefix, "snapshot")
         seconds = time.time() - t0
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if rc != 0:
-            raise RuntimeError(f"snapshot run exited {rc}; see target/bench/snapshot-bridge.log")
         calls = http_json("http://127.0.0.1:18111/_sim/stats")["requests_total"] - before
         records, min_calls = 0, 0
         for module, page in MAX_PAGE.items():
@@ -190,6 +206,70 @@ def snapshot_bench(prefix):
                 "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
     finally:
         stop(sim)
+
+
+# Part 5: the snapshot's cost in instructions, which unlike its CPU time does not move with the machine's hour.
+INSTR_TICKETS = (20_000, 40_000)
+INSTR_TOP = 12
+
+
+def callgrind_counts(path):
+    """Total instructions, and each function's own (exclusive) instructions, of a callgrind output file."""
+    out = subprocess.run(["callgrind_annotate", "--inclusive=no", "--auto=no", "--threshold=100", path],
+                         capture_output=True, text=True, check=True).stdout
+    total, functions = 0, {}
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(.*)$", line)
+        if not m:
+            continue
+        count, name = int(m.group(1).replace(",", "")), m.group(2)
+        if name.startswith("PROGRAM TOTALS"):
+            total = count
+            continue
+        # "file:function [object]" -> "function": one function's lines from several files add up.
+        name = re.sub(r" \[[^\]]*\]$", "", name.split(":", 1)[-1] if ":" in name else name)
+        functions[name] = functions.get(name, 0) + count
+    return total, functions
+
+
+def instructions_bench(prefix):
+    """Instructions per ticket past start-up: two snapshots under callgrind, the larger less the smaller over
+    the tickets between them (start-up and the other modules cancel out). Callgrind runs the bridge's threads
+    one at a time, so this counts work, not waiting; two runs of one binary agree to about 0.2 %."""
+    if os.environ.get("BENCH_INSTRUCTIONS") == "0":
+        return {"skipped": "BENCH_INSTRUCTIONS=0"}
+    if not shutil.which("valgrind") or not shutil.which("callgrind_annotate"):
+        return {"skipped": "valgrind is not installed (Debian: apt-get install valgrind)"}
+    counts = []
+    try:
+        for tickets in INSTR_TICKETS:
+            sim = start_snapshot_sim(tickets)
+            path = os.path.join(OUT, f"callgrind-{tickets}.out")
+            try:
+                run_snapshot(f"{prefix}{tickets}", f"instructions-{tickets}",
+                             wrapper=("valgrind", "--tool=callgrind", f"--callgrind-out-file={path}"))
+            finally:
+                stop(sim)
+            counts.append(callgrind_counts(path))
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
+        # A measurement aid, not a target: its failure is reported and the rest of the bench goes on.
+        return {"error": str(e)}
+    (low, low_fns), (high, high_fns) = counts
+    between = INSTR_TICKETS[1] - INSTR_TICKETS[0]
+    per_fn = {name: (high_fns.get(name, 0) - low_fns.get(name, 0)) / between
+              for name in set(low_fns) | set(high_fns)}
+    top = sorted(per_fn.items(), key=lambda kv: -kv[1])[:INSTR_TOP]
+    return {"tickets": list(INSTR_TICKETS), "instructions": [low, high],
+            "per_ticket": round((high - low) / between),
+            "top_functions": [{"function": name, "per_ticket": round(n)} for name, n in top]}
+
+
+def instruction_rows(instr):
+    for why in ("skipped", "error"):
+        if why in instr:
+            return [("snapshot instructions per ticket", f'{why}: {instr[why]}')]
+    return [("snapshot instructions per ticket (callgrind)", instr["per_ticket"]),
+            *((f'  of which `{f["function"][:80]}`', f["per_ticket"]) for f in instr["top_functions"][:6])]
 
 
 def loadgen(url, rate, batch, duration, concurrency):
@@ -457,6 +537,15 @@ def main():
         for name, value in snap.items():
             print(f"| snapshot {name} | {value} |")
         return
+    if only == "instructions":
+        log(f"snapshot instructions only (BENCH_ONLY=instructions): {INSTR_TICKETS} tickets under callgrind ...")
+        instr = instructions_bench(prefix + "i")
+        with open(os.path.join(OUT, "report-instructions.json"), "w") as f:
+            json.dump({"snapshot_instructions": instr}, f, indent=2)
+        print("| figure | value |\n|---|---|")
+        for name, value in instruction_rows(instr):
+            print(f"| {name} | {value} |")
+        return
     if only in ("peer", "webhook"):
         log(f"{only} only (BENCH_ONLY={only}) ...")
         partial, rows = {}, []
@@ -479,6 +568,9 @@ def main():
     log(f"snapshot: {TICKETS} tickets, exactly-once ...")
     snap = snapshot_bench(prefix + "s")
     log(f"snapshot: {json.dumps(snap)}")
+    log(f"snapshot instructions: {INSTR_TICKETS} tickets under callgrind ...")
+    instr = instructions_bench(prefix + "i")
+    log(f"snapshot instructions: {json.dumps({k: v for k, v in instr.items() if k != 'top_functions'})}")
     log("webhook ingest, the bridge (exactly-once and at-least-once) and the peer side by side ...")
     hook, runs, hook_alo, peer = webhook_bench(prefix)
     log(f"webhook: {json.dumps(hook)}")
@@ -487,8 +579,8 @@ def main():
     size = mean_record_size(f"{prefix}s.{ORG}.tickets")
     log(f"Kafka ceiling with {size}-byte records ...")
     ceiling = kafka_ceiling(size, prefix)
-    report = {"snapshot": snap, "webhook": hook, "webhook_runs": runs, "webhook_at_least_once": hook_alo,
-              "kafka_ceiling": ceiling,
+    report = {"snapshot": snap, "snapshot_instructions": instr, "webhook": hook, "webhook_runs": runs,
+              "webhook_at_least_once": hook_alo, "kafka_ceiling": ceiling,
               "peers": [peer], "peers_note": PEERS_NOTE}
     with open(os.path.join(OUT, "report.json"), "w") as f:
         json.dump(report, f, indent=2)
@@ -500,6 +592,7 @@ def main():
         ("snapshot API calls / minimum", f'{snap["api_calls"]} / {snap["min_api_calls"]}'),
         ("snapshot CPU µs per record", snap["cpu_us_per_record"]),
         ("snapshot peak RSS MiB", snap["peak_rss_mib"]),
+        *instruction_rows(instr),
         *webhook_rows(hook, hook_alo),
         (f'Kafka ceiling records/s ({size} B, transactional)', ceiling["records_per_s"]),
         ("Kafka ceiling records/s (idempotent)", ceiling["records_per_s_idempotent"]),
