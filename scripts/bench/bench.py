@@ -524,6 +524,19 @@ def peer_rows(peer):
             ("peer records in Kafka / events acknowledged", f'{peer["records_in_topic"]} / {peer["events"]}')]
 
 
+def print_rows(rows):
+    print("| figure | value |\n|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+
+
+def partial_report(only, report, rows):
+    """A BENCH_ONLY run's report: target/bench/report-<only>.json, and its table on stdout."""
+    with open(os.path.join(OUT, f"report-{only}.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    print_rows(rows)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     prefix = f"bench{int(time.time())}"
@@ -531,20 +544,12 @@ def main():
     if only == "snapshot":
         log(f"snapshot only (BENCH_ONLY=snapshot): {TICKETS} tickets, exactly-once ...")
         snap = snapshot_bench(prefix + "s")
-        with open(os.path.join(OUT, "report-snapshot.json"), "w") as f:
-            json.dump({"snapshot": snap}, f, indent=2)
-        print("| figure | value |\n|---|---|")
-        for name, value in snap.items():
-            print(f"| snapshot {name} | {value} |")
+        partial_report(only, {"snapshot": snap}, [(f"snapshot {name}", value) for name, value in snap.items()])
         return
     if only == "instructions":
         log(f"snapshot instructions only (BENCH_ONLY=instructions): {INSTR_TICKETS} tickets under callgrind ...")
         instr = instructions_bench(prefix + "i")
-        with open(os.path.join(OUT, "report-instructions.json"), "w") as f:
-            json.dump({"snapshot_instructions": instr}, f, indent=2)
-        print("| figure | value |\n|---|---|")
-        for name, value in instruction_rows(instr):
-            print(f"| {name} | {value} |")
+        partial_report(only, {"snapshot_instructions": instr}, instruction_rows(instr))
         return
     if only in ("peer", "webhook"):
         log(f"{only} only (BENCH_ONLY={only}) ...")
@@ -559,11 +564,7 @@ def main():
             rows += peer_rows(peer)
             if hook is not None:
                 rows += peer_ratio_rows(hook, hook_alo, peer)
-        with open(os.path.join(OUT, f"report-{only}.json"), "w") as f:
-            json.dump(partial, f, indent=2)
-        print("| figure | value |\n|---|---|")
-        for name, value in rows:
-            print(f"| {name} | {value} |")
+        partial_report(only, partial, rows)
         return
     log(f"snapshot: {TICKETS} tickets, exactly-once ...")
     snap = snapshot_bench(prefix + "s")
@@ -586,8 +587,7 @@ def main():
         json.dump(report, f, indent=2)
     ratio = hook["events_per_s"] / ceiling["records_per_s"] if ceiling["records_per_s"] else 0
     snap_ratio = snap["records_per_s"] / ceiling["records_per_s"] if ceiling["records_per_s"] else 0
-    print("| figure | value |\n|---|---|")
-    rows = [
+    print_rows([
         ("snapshot records/s", snap["records_per_s"]),
         ("snapshot API calls / minimum", f'{snap["api_calls"]} / {snap["min_api_calls"]}'),
         ("snapshot CPU µs per record", snap["cpu_us_per_record"]),
@@ -600,9 +600,7 @@ def main():
         ("bridge ÷ Kafka ceiling (snapshot records/s)", round(snap_ratio, 3)),
         *peer_rows(peer),
         *peer_ratio_rows(hook, hook_alo, peer),
-    ]
-    for name, value in rows:
-        print(f"| {name} | {value} |")
+    ])
     print(f"\nReport: {os.path.relpath(os.path.join(OUT, 'report.json'), ROOT)}")
 
 
