@@ -235,7 +235,7 @@ def callgrind_counts(path):
 def instructions_bench(prefix):
     """Instructions per ticket past start-up: two snapshots under callgrind, the larger less the smaller over
     the tickets between them (start-up and the other modules cancel out). Callgrind runs the bridge's threads
-    one at a time, so this counts work, not waiting; two runs of one binary agree to about 0.2 %."""
+    one at a time, so this counts work, not waiting; runs of one binary agree within 1 %."""
     if os.environ.get("BENCH_INSTRUCTIONS") == "0":
         return {"skipped": "BENCH_INSTRUCTIONS=0"}
     if not shutil.which("valgrind") or not shutil.which("callgrind_annotate"):
