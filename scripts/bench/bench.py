@@ -92,12 +92,22 @@ def wait_http(url, timeout=60):
     raise RuntimeError(f"{url} did not answer in {timeout} s")
 
 
+def spawn(cmd, log_name, ready, env=None):
+    """Starts `cmd`, its output in target/bench/<log_name>, and waits for `ready(proc)`; stops the process
+    if it never gets there."""
+    with open(os.path.join(OUT, log_name), "w") as out:  # the child keeps its own descriptor
+        proc = subprocess.Popen(cmd, stdout=out, stderr=out, env=env)
+    try:
+        ready(proc)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc
+
+
 def start_sim(port, *flags):
-    log_file = open(os.path.join(OUT, f"sim-{port}.log"), "w")
-    p = subprocess.Popen([os.path.join(REL, "zoho-desk-sim"), "--addr", f"127.0.0.1:{port}", *flags],
-                         stdout=log_file, stderr=log_file)
-    wait_http(f"http://127.0.0.1:{port}/_sim/stats")
-    return p
+    return spawn([os.path.join(REL, "zoho-desk-sim"), "--addr", f"127.0.0.1:{port}", *flags], f"sim-{port}.log",
+                 lambda _: wait_http(f"http://127.0.0.1:{port}/_sim/stats"))
 
 
 def stop(p, sig=signal.SIGTERM):
@@ -174,12 +184,22 @@ def start_snapshot_sim(tickets):
                      "--concurrency", "64")
 
 
+# A snapshot run that takes longer than this is stuck (200,000 tickets take under a minute, under callgrind
+# 40,000 about half one): it is killed and the part fails instead of the bench hanging.
+SNAPSHOT_TIMEOUT_S = 1800
+
+
 def run_snapshot(prefix, name, wrapper=()):
     """Runs the bridge's snapshot (`initial_only`) against the simulator on 18111, under `wrapper` if given."""
     cfg = bridge_config(name, 18111, prefix, webhook_port=18181, admin_port=18191)
     with open(os.path.join(OUT, f"{name}-bridge.log"), "w") as err:
-        rc = subprocess.run([*wrapper, os.path.join(REL, "zoho-desk-cdc"), "run", "--config", cfg,
-                             "--snapshot-mode", "initial_only"], stderr=err, stdout=err).returncode
+        try:
+            rc = subprocess.run([*wrapper, os.path.join(REL, "zoho-desk-cdc"), "run", "--config", cfg,
+                                 "--snapshot-mode", "initial_only"], stderr=err, stdout=err,
+                                timeout=SNAPSHOT_TIMEOUT_S).returncode
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"{name} run did not end in {SNAPSHOT_TIMEOUT_S} s; "
+                               f"see target/bench/{name}-bridge.log") from None
     if rc != 0:
         raise RuntimeError(f"{name} run exited {rc}; see target/bench/{name}-bridge.log")
 
@@ -366,18 +386,12 @@ def start_peer(prefix, entry):
         create_topic(topic)
         script = os.path.join(ROOT, "scripts", "bench", "peer.sh")
         subprocess.run([script, "fetch"], check=True, capture_output=True, text=True)
-        err = open(os.path.join(OUT, "peer.log"), "w")
         env = dict(os.environ, PEER_HOST="127.0.0.1", PEER_PORT=str(PEER_PORT), PEER_BROKERS=BOOTSTRAP,
                    PEER_TOPIC=topic)
-        peer = subprocess.Popen([script, "run"], env=env, stdout=err, stderr=err)  # peer.sh execs the JVM
-        target = Target("peer", f"http://127.0.0.1:{PEER_PORT}/webhooks/zoho/main/peer", peer, optional=True,
-                        topic=topic)
-        try:
-            wait_port(PEER_PORT, peer)
-        except Exception:
-            stop(peer)
-            raise
-        return target
+        # peer.sh execs the JVM, so the pid is the JVM's.
+        peer = spawn([script, "run"], "peer.log", lambda p: wait_port(PEER_PORT, p), env=env)
+        return Target("peer", f"http://127.0.0.1:{PEER_PORT}/webhooks/zoho/main/peer", peer, optional=True,
+                      topic=topic)
     except Exception as e:  # the peer's failure must not end the bench
         log(f"peer failed: {e!r} (see target/bench/peer.log)")
         entry["error"] = f"{type(e).__name__}: {e}"
@@ -409,15 +423,9 @@ def start_bridge(name, prefix, sim_port, webhook_port, admin_port, extra_kafka="
     with open(os.path.join(OUT, f"{name}.credentials.json")) as f:
         secret = json.load(f)["webhook_secret"]
     url = f"http://127.0.0.1:{webhook_port}/webhooks/zoho/main/{secret}"
-    err = open(os.path.join(OUT, f"{name}-bridge.log"), "w")
-    proc = subprocess.Popen([os.path.join(REL, "zoho-desk-cdc"), "run", "--config", cfg], stderr=err, stdout=err)
-    target = Target(name, url, proc)
-    try:
-        wait_http(url, 90)
-    except Exception:
-        stop(proc)
-        raise
-    return target
+    proc = spawn([os.path.join(REL, "zoho-desk-cdc"), "run", "--config", cfg], f"{name}-bridge.log",
+                 lambda _: wait_http(url, 90))
+    return Target(name, url, proc)
 
 
 def webhook_bench(prefix, bridge_on=True, peer_on=True):
