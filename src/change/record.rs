@@ -65,7 +65,7 @@ impl Known {
     /// No value: no span of a text (spans are 32-bit and a record's text is shorter) ends here.
     const NONE: Span = Span { start: u32::MAX, end: u32::MAX };
 
-    fn note(&mut self, key: &str, value: Span) {
+    fn note(&mut self, key: &[u8], value: Span) {
         if let Some(slot) = Self::slot(key) {
             self.0[slot] = value;
         }
@@ -73,11 +73,11 @@ impl Known {
 
     /// `Some(value)` when `key` is one of these (`Some(None)`: it is, and the record lacks it).
     fn find(&self, key: &str) -> Option<Option<Span>> {
-        Self::slot(key).map(|slot| Some(self.0[slot]).filter(|s| s.end != u32::MAX))
+        Self::slot(key.as_bytes()).map(|slot| Some(self.0[slot]).filter(|s| s.end != u32::MAX))
     }
 
-    fn slot(key: &str) -> Option<usize> {
-        KNOWN_KEYS.iter().position(|k| *k == key)
+    fn slot(key: &[u8]) -> Option<usize> {
+        KNOWN_KEYS.iter().position(|k| k.as_bytes() == key)
     }
 }
 
@@ -204,20 +204,25 @@ impl Record {
     /// The fields of the object just opened in `scan`, up to its end.
     fn scan_fields(text: &Arc<str>, scan: &mut Scanner<'_>) -> Result<Self, RecordError> {
         // Desk records have some 60 fields; growing from a small vector cost two copies of each.
+        // Checked once here, so that each position below fits a span as it is.
+        if text.len() >= u32::MAX as usize {
+            return Err(TOO_LONG);
+        }
         let mut fields = Vec::with_capacity(FIELDS_HINT);
         let mut owned_keys = Vec::new();
         let mut known = Known::default();
         let mut first = true;
         while let Some(k) = scan.next_key(&mut first)? {
-            let value = span(scan.skip_value()?)?;
+            let value = Span::within(scan.skip_value()?);
             let key = if k.escaped {
-                Key::Owned(own_key(&mut owned_keys, scan.key_text(&k)?.into())?)
+                let name = scan.key_text(&k)?;
+                known.note(name.as_bytes(), value);
+                Key::Owned(own_key(&mut owned_keys, name.into())?)
             } else {
-                Key::At(span(k.inner)?)
+                known.note(text.as_bytes().get(k.inner.clone()).unwrap_or_default(), value);
+                Key::At(Span::within(k.inner))
             };
-            let field = Field { key, value };
-            known.note(Record::key_in(text, &owned_keys, &field), value);
-            fields.push(field);
+            fields.push(Field { key, value });
         }
         Ok(Record { text: text.clone(), fields, owned_keys: owned_keys.into_boxed_slice(), known })
     }
@@ -325,7 +330,7 @@ impl Record {
                     found = true;
                 }
                 // Either way the key's last value is now this one.
-                known.note(key, p.value);
+                known.note(key.as_bytes(), p.value);
                 if !found {
                     fields.push(*p);
                 }
@@ -432,11 +437,11 @@ pub fn object_entries(raw: &str) -> Result<Vec<(Cow<'_, str>, &str)>, RecordErro
 /// Spans are 32-bit: a text past 4 GiB is refused (the HTTP body limits keep it far below that).
 const TOO_LONG: RecordError = RecordError::Json("a record's text is longer than 4 GiB");
 
-fn span(at: std::ops::Range<usize>) -> Result<Span, RecordError> {
-    match (u32::try_from(at.start), u32::try_from(at.end)) {
-        // An end of u32::MAX is `Known::NONE`'s.
-        (Ok(start), Ok(end)) if end != u32::MAX => Ok(Span { start, end }),
-        _ => Err(TOO_LONG),
+impl Span {
+    /// The span of positions in a text shorter than `u32::MAX` (checked once per text by the caller, so that
+    /// no end is `Known::NONE`'s either).
+    fn within(at: std::ops::Range<usize>) -> Self {
+        Span { start: at.start as u32, end: at.end as u32 }
     }
 }
 
@@ -503,6 +508,13 @@ impl<'a> Json<'a> {
 
     pub fn is_object(self) -> bool {
         self.kind() == Kind::Object
+    }
+
+    /// The string when it holds no escapes (as it stands in the text, and as [`Self::as_str`] reads it).
+    #[inline]
+    pub fn plain_str(self) -> Option<&'a str> {
+        let inner = self.0.strip_prefix('"')?.strip_suffix('"')?;
+        (!holds_backslash(inner.as_bytes())).then_some(inner)
     }
 
     /// The string, unescaped (borrowed when it held no escapes).
@@ -579,17 +591,21 @@ impl<'a> Json<'a> {
     }
 }
 
-/// Whether `bytes` hold a `\\`, eight at a time: Desk's values are short, where `memchr`'s setup costs more
-/// than the search (it was a tenth of writing a ticket's Avro).
+/// Whether `bytes` hold a `\\`, eight at a time, the last eight overlapping the word before: Desk's values
+/// are short, where `memchr`'s setup costs more than the search (it was a tenth of writing a ticket's Avro),
+/// and so did searching the bytes after the last whole word on their own.
+#[inline]
 fn holds_backslash(bytes: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut words = bytes.chunks_exact(8);
-    let found = words.by_ref().any(|w| {
+    let in_word = |w: &[u8]| {
         let v = u64::from_le_bytes(<[u8; 8]>::try_from(w).unwrap_or_default()) ^ (ONES * u64::from(b'\\'));
         v.wrapping_sub(ONES) & !v & HIGH != 0
-    });
-    found || words.remainder().contains(&b'\\')
+    };
+    match bytes.len().checked_sub(8) {
+        Some(last) => bytes.chunks_exact(8).any(in_word) || bytes.get(last..).is_some_and(in_word),
+        None => bytes.contains(&b'\\'),
+    }
 }
 
 /// Where an [`ObjectWriter`] puts its text.
