@@ -203,11 +203,11 @@ impl Record {
 
     /// The fields of the object just opened in `scan`, up to its end.
     fn scan_fields(text: &Arc<str>, scan: &mut Scanner<'_>) -> Result<Self, RecordError> {
-        // Desk records have some 60 fields; growing from a small vector cost two copies of each.
         // Checked once here, so that each position below fits a span as it is.
         if text.len() >= u32::MAX as usize {
             return Err(TOO_LONG);
         }
+        // Desk records have some 60 fields; growing from a small vector cost two copies of each.
         let mut fields = Vec::with_capacity(FIELDS_HINT);
         let mut owned_keys = Vec::new();
         let mut known = Known::default();
