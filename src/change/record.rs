@@ -519,12 +519,12 @@ impl<'a> Json<'a> {
 
     /// The string, unescaped (borrowed when it held no escapes).
     pub fn as_str(self) -> Option<Cow<'a, str>> {
-        let inner = self.0.strip_prefix('"')?.strip_suffix('"')?;
-        if self.has_escapes() {
-            serde_json::from_str::<String>(self.0).ok().map(Cow::Owned)
-        } else {
-            Some(Cow::Borrowed(inner))
+        if let Some(text) = self.plain_str() {
+            return Some(Cow::Borrowed(text));
         }
+        // A string with escapes, or not a string at all.
+        self.0.strip_prefix('"')?.strip_suffix('"')?;
+        serde_json::from_str::<String>(self.0).ok().map(Cow::Owned)
     }
 
     /// Whether the text holds a `\\` (for a string: whether reading it unescapes anything).
