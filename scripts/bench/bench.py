@@ -229,7 +229,7 @@ def snapshot_bench(prefix):
         stop(sim)
 
 
-# Part 5: the snapshot's cost in instructions, which unlike its CPU time does not move with the machine's hour.
+# Part 5: the snapshot's cost in instructions, which unlike its CPU time moves little with the machine's hour.
 INSTR_TICKETS = (20_000, 40_000)
 INSTR_TOP = 12
 
